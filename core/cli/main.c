@@ -1,0 +1,63 @@
+/* main.c — `bonsai-image`: dispatches to one subcommand per file. */
+#include "cli.h"
+
+#include "bonsai/bonsai.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+  const char *name;
+  int (*run) (int argc, char **argv);
+  const char *summary;
+} commands[] = {
+  { "info", bn_cmd_info, "FILE|DIR  list tensors, dtypes, low-bit layers and sizes" },
+  { "bench", bn_cmd_bench, "kernels  measure kernel throughput" },
+};
+
+int
+bn_cli_fail (GError *error)
+{
+  fprintf (stderr, "bonsai-image: %s\n", error ? error->message : "failed");
+  g_clear_error (&error);
+  return 1;
+}
+
+static void
+usage (FILE *out)
+{
+  fprintf (out, "Usage: bonsai-image COMMAND [OPTIONS]\n\nCommands:\n");
+  for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
+    fprintf (out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (out, "\nbonsai-image COMMAND --help describes each command.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  if (argc < 2)
+    {
+      usage (stderr);
+      return 2;
+    }
+  if (!strcmp (argv[1], "--help") || !strcmp (argv[1], "-h") || !strcmp (argv[1], "help"))
+    {
+      usage (stdout);
+      return 0;
+    }
+  if (!strcmp (argv[1], "--version"))
+    {
+      printf ("bonsai-image %s (CPU kernels: %s)\n", bonsai_version (), bonsai_cpu_isa ());
+      return 0;
+    }
+  if (g_getenv ("BONSAI_VERBOSE"))
+    bonsai_log_set_verbose (TRUE);
+  for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (!strcmp (argv[1], commands[i].name))
+      return commands[i].run (argc - 1, argv + 1);
+  fprintf (stderr, "bonsai-image: unknown command '%s'\n\n", argv[1]);
+  usage (stderr);
+  return 2;
+}
