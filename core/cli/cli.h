@@ -7,6 +7,9 @@
 
 int bn_cmd_info (int argc, char **argv);
 int bn_cmd_bench (int argc, char **argv);
+int bn_cmd_tokenize (int argc, char **argv);
+int bn_cmd_encode_prompt (int argc, char **argv);
+int bn_cmd_check_refs (int argc, char **argv);
 
 /* Prints "bonsai-image: <message>" for a failed command and frees the error;
  * returns the exit status 1. */
