@@ -65,6 +65,12 @@ gboolean bn_safetensors_view (const BnSafetensors *st, const char *name,
                               guint dtype_mask, int ndim, const int64_t *shape,
                               BnTensor *out, GError **error);
 
+/* Tells the kernel that the mapped pages of `t` may leave resident memory
+ * (madvise MADV_DONTNEED on the pages wholly inside the tensor).  The data
+ * stays valid: it is read back from the file on the next access.  Used to
+ * keep peak RSS low, e.g. after a text-encoder layer has run. */
+void bn_safetensors_drop_pages (const BnSafetensors *st, const BnStTensor *t);
+
 /* ---- writing ----------------------------------------------------------- */
 
 typedef struct BnStWriter BnStWriter;

@@ -11,6 +11,32 @@ int bn_cmd_tokenize (int argc, char **argv);
 int bn_cmd_encode_prompt (int argc, char **argv);
 int bn_cmd_check_refs (int argc, char **argv);
 
+/* `bench` sub-commands other than kernels, each in its own file. */
+int bn_bench_text_encoder (int argc, char **argv);
+int bn_bench_pipeline (int argc, char **argv);
+
+/* ---- check-refs ----------------------------------------------------------
+ * One checker per kind of reference set (see ../shared/refs/README.md).  Each
+ * runs the engine on the set in `dir`, reports every output tensor with
+ * bn_refs_report, and returns FALSE with error only when the set cannot be
+ * run at all (a missing or damaged file). */
+typedef struct {
+  int passed;
+  int failed;
+} BnRefTally;
+
+gboolean bn_refs_check_qwen3 (const char *dir, BnRefTally *tally, GError **error);
+gboolean bn_refs_check_dit (const char *dir, BnRefTally *tally, GError **error);
+gboolean bn_refs_check_vae (const char *dir, BnRefTally *tally, GError **error);
+gboolean bn_refs_check_pipeline (const char *dir, BnRefTally *tally, GError **error);
+
+/* Compares n values and prints one line "set tensor max_abs max_rel PASS|FAIL"
+ * (max_rel = max_abs / max(1, max|want|)); PASS when max_rel <= tol.
+ * Counts the result in tally and returns whether it passed. */
+gboolean bn_refs_report (BnRefTally *tally, const char *set, const char *tensor,
+                         const float *got, const float *want, size_t n,
+                         double tol);
+
 /* Prints "bonsai-image: <message>" for a failed command and frees the error;
  * returns the exit status 1. */
 int bn_cli_fail (GError *error);
