@@ -44,6 +44,12 @@ static const struct {
   { "pipeline_io.safetensors", bn_refs_check_pipeline },
 };
 
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
 /* Depth-first over `dir`, in name order so the report is stable. */
 static void
 walk (const char *dir, int depth, BnRefTally *tally, int *sets, int *broken)
@@ -72,7 +78,7 @@ walk (const char *dir, int depth, BnRefTally *tally, int *sets, int *broken)
   while ((name = g_dir_read_name (d)))
     g_ptr_array_add (names, g_strdup (name));
   g_dir_close (d);
-  g_ptr_array_sort_values (names, (GCompareFunc) strcmp);
+  g_ptr_array_sort (names, compare_names);
   for (guint i = 0; i < names->len; i++)
     {
       g_autofree char *sub = g_build_filename (dir, names->pdata[i], NULL);
