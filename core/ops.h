@@ -7,6 +7,7 @@
 #ifndef BN_OPS_H
 #define BN_OPS_H
 
+#include "kernels/kernels.h"
 #include "threadpool.h"
 
 #include <stdint.h>
@@ -62,7 +63,13 @@ typedef struct {
   const uint8_t *key_mask; /* NULL, or [n_kv] with 0 = padding key (hidden) */
 } BnAttention;
 
-/* A query that sees no key at all gets an all-zero output row. */
+/* A query that sees no key at all gets an all-zero output row.
+ * n_heads must be a multiple of n_kv_heads; any head_dim >= 1 works.
+ * Uses the kernels of bn_cpu_isa(). */
 void bn_attention (BnThreadPool *pool, const BnAttention *a);
+/* The same on `isa` (which the CPU must support), for tests and benchmarks.
+ * Results are bit-identical for every thread count on one ISA; ISAs differ
+ * by rounding only (FMA, polynomial exp2). */
+void bn_attention_isa (BnThreadPool *pool, BnIsa isa, const BnAttention *a);
 
 #endif
