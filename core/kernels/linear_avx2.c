@@ -1,1 +1,191 @@
-/* PLACEHOLDER: replaced by its owner */
+/* linear_avx2.c — the AVX2/FMA path: a 6 × 16 micro-kernel (12 ymm
+ * accumulators, two weight vectors, one broadcast activation: all 16
+ * registers) and SIMD decoders that write 16 columns of W per k.  Built with
+ * -mavx2 -mfma -mf16c and only reached after CPUID says the machine has them. */
+#include "linear_tile.h"
+
+#include <immintrin.h>
+
+#define MR 6
+#define NR 16
+
+/* All-ones in the first n of 8 lanes, for maskload/maskstore. */
+static inline __m256i
+lanes (int n)
+{
+  return _mm256_cmpgt_epi32 (_mm256_set1_epi32 (n), _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static void
+tile_6x16 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
+           int mr, int nn, gboolean accumulate)
+{
+  const __m256i m0 = lanes (nn), m1 = lanes (nn - 8);
+  __m256 acc[MR][2];
+  /* Constant row indices throughout, so the accumulators stay in registers. */
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++)
+    {
+      acc[i][0] = acc[i][1] = _mm256_setzero_ps ();
+      if (accumulate && i < mr)
+        {
+          acc[i][0] = _mm256_maskload_ps (y + i * ldy, m0);
+          acc[i][1] = _mm256_maskload_ps (y + i * ldy + 8, m1);
+        }
+    }
+  for (int k = 0; k < kc; k++)
+    {
+      const __m256 w0 = _mm256_load_ps (wp + k * NR);
+      const __m256 w1 = _mm256_load_ps (wp + k * NR + 8);
+#pragma GCC unroll 6
+      for (int i = 0; i < MR; i++)
+        {
+          const __m256 xi = _mm256_broadcast_ss (xp + i * BN_LINEAR_KC + k);
+          acc[i][0] = _mm256_fmadd_ps (xi, w0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps (xi, w1, acc[i][1]);
+        }
+    }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++)
+    if (i < mr)
+      {
+        _mm256_maskstore_ps (y + i * ldy, m0, acc[i][0]);
+        _mm256_maskstore_ps (y + i * ldy + 8, m1, acc[i][1]);
+      }
+}
+
+/* kc values of one f16 or bf16 row as f32 into row[]. */
+static inline void
+convert_row (BnDType dtype, const uint16_t *h, int kc, float *row)
+{
+  int k = 0;
+  for (; k + 8 <= kc; k += 8)
+    {
+      const __m128i v = _mm_loadu_si128 ((const __m128i *) (h + k));
+      const __m256 f = dtype == BN_DTYPE_F16
+                         ? _mm256_cvtph_ps (v)
+                         : _mm256_castsi256_ps (_mm256_slli_epi32 (_mm256_cvtepu16_epi32 (v), 16));
+      _mm256_store_ps (row + k, f);
+    }
+  for (; k < kc; k++)
+    row[k] = dtype == BN_DTYPE_F16 ? _cvtsh_ss (h[k]) : bn_bf16_to_f32 (h[k]);
+}
+
+/* Dense rows: f32 read in place, f16/bf16 converted 8 at a time; then
+ * stored transposed into the micro-panel. */
+static void
+decode_dense (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
+              float *dst)
+{
+  float buf[BN_LINEAR_KC] __attribute__ ((aligned (32)));
+  const size_t esz = bn_dtype_size (w->dtype);
+  for (int j = 0; j < NR; j++)
+    {
+      if (j >= nn)
+        {
+          for (int k = 0; k < kc; k++)
+            dst[k * NR + j] = 0.0f;
+          continue;
+        }
+      const void *src = (const char *) w->data + (size_t) ((n0 + j) * w->shape[1] + k0) * esz;
+      const float *row = src;
+      if (w->dtype != BN_DTYPE_F32)
+        {
+          convert_row (w->dtype, src, kc, buf);
+          row = buf;
+        }
+      for (int k = 0; k < kc; k++)
+        dst[k * NR + j] = row[k];
+    }
+}
+
+/* Packed rows, 16 columns at a time: the j-th lane holds the code word of
+ * column n0+j, so each shift-and-mask yields one k for all 16 columns. */
+static inline void
+decode_packed (const BnTensor *w, int bits, int64_t n0, int nn, int64_t k0,
+               int kc, float *dst)
+{
+  const int per_word = 32 / bits, group = w->group_size;
+  const __m256i mask = _mm256_set1_epi32 ((1 << bits) - 1);
+  float s[NR] __attribute__ ((aligned (32))), b[NR] __attribute__ ((aligned (32)));
+  uint32_t words[NR] __attribute__ ((aligned (32)));
+  for (int kg = 0; kg < kc; kg += group)
+    {
+      bn_linear_group_params (w, n0, nn, NR, (k0 + kg) / group, s, b);
+      const __m256 s0 = _mm256_load_ps (s), s1 = _mm256_load_ps (s + 8);
+      const __m256 b0 = _mm256_load_ps (b), b1 = _mm256_load_ps (b + 8);
+      for (int kw = kg; kw < kg + group; kw += per_word)
+        {
+          bn_linear_code_words (w, n0, nn, NR, (k0 + kw) / per_word, words);
+          __m256i v0 = _mm256_load_si256 ((const __m256i *) words);
+          __m256i v1 = _mm256_load_si256 ((const __m256i *) (words + 8));
+          float *out = dst + kw * NR;
+          for (int c = 0; c < per_word; c++, out += NR)
+            {
+              const __m256 q0 = _mm256_cvtepi32_ps (_mm256_and_si256 (v0, mask));
+              const __m256 q1 = _mm256_cvtepi32_ps (_mm256_and_si256 (v1, mask));
+              _mm256_store_ps (out, _mm256_fmadd_ps (q0, s0, b0));
+              _mm256_store_ps (out + 8, _mm256_fmadd_ps (q1, s1, b1));
+              v0 = _mm256_srli_epi32 (v0, bits);
+              v1 = _mm256_srli_epi32 (v1, bits);
+            }
+        }
+    }
+}
+
+static void
+decode_q1 (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc, float *dst)
+{
+  decode_packed (w, 1, n0, nn, k0, kc, dst);
+}
+
+static void
+decode_q2 (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc, float *dst)
+{
+  decode_packed (w, 2, n0, nn, k0, kc, dst);
+}
+
+static void
+decode_q4 (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc, float *dst)
+{
+  decode_packed (w, 4, n0, nn, k0, kc, dst);
+}
+
+#define FMA_CHAINS 12
+
+static float
+fma_loop (int64_t iters)
+{
+  __m256 acc[FMA_CHAINS];
+  const __m256 a = _mm256_set1_ps (0.999f), c = _mm256_set1_ps (1e-3f);
+#pragma GCC unroll 12
+  for (int i = 0; i < FMA_CHAINS; i++)
+    acc[i] = _mm256_set1_ps ((float) i);
+  for (int64_t t = 0; t < iters; t++)
+#pragma GCC unroll 12
+    for (int i = 0; i < FMA_CHAINS; i++)
+      acc[i] = _mm256_fmadd_ps (acc[i], a, c);
+  __m256 sum = _mm256_setzero_ps ();
+#pragma GCC unroll 12
+  for (int i = 0; i < FMA_CHAINS; i++)
+    sum = _mm256_add_ps (sum, acc[i]);
+  float lane[8];
+  _mm256_storeu_ps (lane, sum);
+  return lane[0] + lane[1] + lane[2] + lane[3] + lane[4] + lane[5] + lane[6] + lane[7];
+}
+
+const BnLinearPath bn_linear_path_avx2 = {
+  .mr = MR,
+  .nr = NR,
+  .tile = tile_6x16,
+  .decode = {
+    [BN_DTYPE_F32] = decode_dense,
+    [BN_DTYPE_F16] = decode_dense,
+    [BN_DTYPE_BF16] = decode_dense,
+    [BN_DTYPE_Q1] = decode_q1,
+    [BN_DTYPE_Q2] = decode_q2,
+    [BN_DTYPE_Q4] = decode_q4,
+  },
+  .fma_loop = fma_loop,
+  .flops_per_iter = FMA_CHAINS * 8 * 2,
+};
