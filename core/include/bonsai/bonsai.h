@@ -52,6 +52,163 @@ BONSAI_API const char *bonsai_version (void);
  * "avx512", "avx2" or "scalar".  BONSAI_CPU_ISA=scalar|avx2|avx512 caps it. */
 BONSAI_API const char *bonsai_cpu_isa (void);
 
+/* ---- Images ------------------------------------------------------------ */
+
+typedef enum {
+  BONSAI_PIXEL_RGBA8,   /* 4 bytes a pixel, R G B A; outputs have A = 255  */
+  BONSAI_PIXEL_RGB_F32, /* 3 floats a pixel, R G B in [0, 1]               */
+} BonsaiPixelFormat;
+
+/* Pixels in row-major order, top row first.  Every BonsaiImage the library
+ * returns owns its pixels and is freed with bonsai_image_free(). */
+typedef struct {
+  int width;
+  int height;
+  BonsaiPixelFormat format;
+  size_t stride;  /* bytes from the start of one row to the next */
+  void *pixels;
+} BonsaiImage;
+
+/* A new zeroed image (A = 255 for RGBA8), or NULL with INVALID_INPUT (size
+ * not positive or too large) or OUT_OF_MEMORY.  Caller owns it. */
+BONSAI_API BonsaiImage *bonsai_image_new (int width, int height,
+                                          BonsaiPixelFormat format,
+                                          GError **error);
+BONSAI_API void bonsai_image_free (BonsaiImage *image);
+/* Reads a PNG of any colour type and depth as RGBA8.  Caller owns it. */
+BONSAI_API BonsaiImage *bonsai_image_load_png (const char *path,
+                                               GError **error);
+/* Writes 8-bit RGB (RGBA when some pixel is not opaque).  The file appears
+ * under `path` only when complete: it is written to a temporary file beside
+ * it and renamed. */
+BONSAI_API gboolean bonsai_image_save_png (const BonsaiImage *image,
+                                           const char *path, GError **error);
+
+/* ---- Tensors ----------------------------------------------------------- */
+
+/* A dense float32 array in C order: prompt features [L, D] or latents
+ * [C, H, W].  Owned by whoever received it; free with bonsai_tensor_free(). */
+typedef struct {
+  int ndim;          /* 1 … 4 */
+  gint64 shape[4];
+  float *data;
+} BonsaiTensor;
+
+/* A new zeroed tensor, or NULL with INVALID_INPUT or OUT_OF_MEMORY. */
+BONSAI_API BonsaiTensor *bonsai_tensor_new (int ndim, const gint64 *shape,
+                                            GError **error);
+BONSAI_API void bonsai_tensor_free (BonsaiTensor *tensor);
+
+/* ---- Models ------------------------------------------------------------ */
+
+/* A model opened from a release-style folder (research/bonsai_release.md):
+ *   transformer-packed-mflux/ or transformer/   the DiT (MLX pack or dense)
+ *   vae/                                       AutoencoderKLFlux2
+ *   text_encoder-mlx-4bit/ or text_encoder/    Qwen3 (optional)
+ *   tokenizer/                                 tokenizer.json (optional)
+ * Weights are memory-mapped; the text encoder is opened only while a prompt
+ * is encoded.  A model without text encoder or tokenizer still generates from
+ * precomputed prompt features.  The object is immutable after opening and
+ * may be used by several threads at once. */
+typedef struct BonsaiModel BonsaiModel;
+
+/* Checks every tensor's name, dtype and shape before returning.  Returns a
+ * new reference, or NULL with NOT_FOUND, FORMAT or IO naming the file and
+ * the problem. */
+BONSAI_API BonsaiModel *bonsai_model_open (const char *path, GError **error);
+/* Returns `model` with one more reference. */
+BONSAI_API BonsaiModel *bonsai_model_ref (BonsaiModel *model);
+/* Drops a reference; the last one unmaps the weights. */
+BONSAI_API void bonsai_model_unref (BonsaiModel *model);
+/* Width and height of generated images must be multiples of this (16 for
+ * FLUX.2 [klein]: VAE factor 8 × 2×2 latent patches). */
+BONSAI_API int bonsai_model_size_multiple (const BonsaiModel *model);
+
+/* ---- Requests ---------------------------------------------------------- */
+
+#define BONSAI_SIZE_AUTO (-1)
+#define BONSAI_MAX_SIDE 4096     /* largest width or height accepted        */
+#define BONSAI_MAX_STEPS 1000
+#define BONSAI_MAX_REFERENCES 4
+
+/* One generation.  Fill with bonsai_request_init(), then set fields; the
+ * request only borrows what it points to. */
+typedef struct {
+  const char *prompt;                 /* UTF-8; NULL when features is set  */
+  const BonsaiTensor *features;       /* precomputed [L, D] prompt features,
+                                         e.g. from bonsai_encode_prompt()   */
+  int width, height;                  /* BONSAI_SIZE_AUTO: the first
+                                         reference's processed size, else
+                                         1024                               */
+  int steps;                          /* default 4                          */
+  guint64 seed;                       /* picks the noise                    */
+  const BonsaiTensor *latents;        /* initial latents [C, H/16, W/16] in
+                                         place of the seeded noise, or NULL */
+  const BonsaiImage *const *references; /* 0 … 4 images to edit from       */
+  int n_references;
+  int threads;                        /* 0: one per processor               */
+  BonsaiPixelFormat format;           /* of the output image                */
+  /* Optional: set *cancel to non-zero (g_atomic_int_set) from any thread to
+   * stop the work; it is checked between transformer blocks and VAE tiles. */
+  gint *cancel;
+} BonsaiRequest;
+
+BONSAI_API void bonsai_request_init (BonsaiRequest *request);
+
+/* ---- Progress and cancellation ----------------------------------------- */
+
+typedef enum {
+  BONSAI_STAGE_ENCODE_PROMPT,  /* done = 1 of 1 when the prompt is encoded   */
+  BONSAI_STAGE_ENCODE_IMAGES,  /* one call per reference image               */
+  BONSAI_STAGE_DENOISE,        /* one call per denoising step                */
+  BONSAI_STAGE_DECODE,         /* one call per decoded VAE tile              */
+} BonsaiStage;
+
+/* Called on the thread that runs the work after each unit `done` of `total`
+ * of `stage`.  Returning FALSE cancels: the call then fails with
+ * BONSAI_ERROR_CANCELLED and produces nothing. */
+typedef gboolean (*BonsaiProgressFunc) (BonsaiStage stage, int done,
+                                        int total, gpointer user_data);
+
+/* ---- Generation -------------------------------------------------------- */
+
+/* Text (and reference images) to an image: encode the prompt, denoise,
+ * decode.  On success *out is a new image of request->format that the caller
+ * owns.  Errors: INVALID_INPUT for a request the model cannot serve (the
+ * message names the field), CANCELLED, OUT_OF_MEMORY, NOT_FOUND (no text
+ * encoder for a prompt). */
+BONSAI_API gboolean bonsai_generate (BonsaiModel *model,
+                                     const BonsaiRequest *request,
+                                     BonsaiProgressFunc progress,
+                                     gpointer user_data, BonsaiImage **out,
+                                     GError **error);
+
+/* The steps of bonsai_generate, for hosts that keep intermediate results
+ * (a node graph).  Each returns a new object the caller owns. */
+
+/* Prompt → features [512, 7680] (klein's Qwen3 hidden states 9, 18, 27). */
+BONSAI_API BonsaiTensor *bonsai_encode_prompt (BonsaiModel *model,
+                                               const char *prompt,
+                                               int threads, GError **error);
+/* The seeded noise for an image of width × height: [C, H/16, W/16] standard
+ * normal values, the same on every host and thread count. */
+BONSAI_API BonsaiTensor *bonsai_make_noise (BonsaiModel *model, int width,
+                                            int height, guint64 seed,
+                                            GError **error);
+/* Denoises: returns the final latents in the same normalised, patchified
+ * layout [C, H/16, W/16] as the noise.  request->format is unused. */
+BONSAI_API BonsaiTensor *bonsai_sample (BonsaiModel *model,
+                                        const BonsaiRequest *request,
+                                        BonsaiProgressFunc progress,
+                                        gpointer user_data, GError **error);
+/* Latents from bonsai_sample → image of `format` (VAE decode, tiled for
+ * large images). */
+BONSAI_API BonsaiImage *bonsai_decode (BonsaiModel *model,
+                                       const BonsaiTensor *latents,
+                                       BonsaiPixelFormat format, int threads,
+                                       BonsaiProgressFunc progress,
+                                       gpointer user_data, GError **error);
+
 G_END_DECLS
 
 #endif /* BONSAI_H */
