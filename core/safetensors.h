@@ -17,6 +17,8 @@
 
 #include "tensor.h"
 
+#include <json-glib/json-glib.h>
+
 /* The largest header accepted (real ones are a few hundred KB). */
 #define BN_ST_MAX_HEADER (16u << 20)
 /* The deepest JSON nesting accepted in a header (real ones use 3). */
@@ -35,18 +37,28 @@ typedef struct {
 } BnStTensor;
 
 /* Opens `path`: a .safetensors file, a .safetensors.index.json, or a
- * directory holding exactly one of model.safetensors[.index.json] or
- * diffusion_pytorch_model.safetensors[.index.json].  Returns a new set owned
- * by the caller (free with bn_safetensors_free), or NULL with error. */
+ * directory holding a model under exactly one of the names model or
+ * diffusion_pytorch_model (X.safetensors, else X.safetensors.index.json, as
+ * transformers prefers the single file when a folder has both).  Returns a
+ * new set owned by the caller (free with bn_safetensors_free), or NULL with
+ * error: NOT_FOUND for a missing file or shard, FORMAT for a damaged one, IO
+ * when the system refuses to read. */
 BnSafetensors *bn_safetensors_open (const char *path, GError **error);
+/* Opens a whole safetensors file held in memory; `bytes` stays owned by the
+ * caller and must outlive the set.  `origin` names it in error messages. */
+BnSafetensors *bn_safetensors_open_bytes (const char *origin,
+                                          const void *bytes, size_t len,
+                                          GError **error);
 /* Parses a header held in memory (the bytes after the 8-byte length);
- * `data_size` is the size of the data section that follows.  Exposed for the
- * fuzzer and tests; `origin` names the source in error messages. */
+ * `data_size` is the size of the data section that follows.  The tensors'
+ * `data` are NULL.  Exposed for the fuzzer and tests; `origin` names the
+ * source in error messages. */
 BnSafetensors *bn_safetensors_parse_header (const char *origin,
                                             const char *header, size_t len,
                                             size_t data_size, GError **error);
 void bn_safetensors_free (BnSafetensors *st);
 
+/* The file opened: for a directory, the file chosen in it. */
 const char *bn_safetensors_path (const BnSafetensors *st);
 guint bn_safetensors_n_tensors (const BnSafetensors *st);
 /* Tensors in name order; index < n_tensors. */
@@ -54,13 +66,15 @@ const BnStTensor *bn_safetensors_nth (const BnSafetensors *st, guint index);
 /* NULL when absent. */
 const BnStTensor *bn_safetensors_find (const BnSafetensors *st,
                                        const char *name);
-/* A `__metadata__` string of the first shard, or NULL. */
+/* A `__metadata__` string of the first shard (in file-name order), or NULL. */
 const char *bn_safetensors_metadata (const BnSafetensors *st, const char *key);
 
 /* A view of tensor `name` as a BnTensor.  `dtype_mask` is a bit set of
  * accepted dtypes (1u << BN_DTYPE_…; 0 = any); `ndim` < 0 accepts any rank;
  * `shape` may be NULL, and entries < 0 accept any extent.  Errors
- * (NOT_FOUND, FORMAT) name the tensor, the expected and the found value. */
+ * (NOT_FOUND, FORMAT) name the tensor, the expected and the found value.
+ * Data not aligned to its element size (a header not padded as safetensors
+ * pads it) is refused with FORMAT rather than read misaligned. */
 gboolean bn_safetensors_view (const BnSafetensors *st, const char *name,
                               guint dtype_mask, int ndim, const int64_t *shape,
                               BnTensor *out, GError **error);
@@ -70,6 +84,12 @@ gboolean bn_safetensors_view (const BnSafetensors *st, const char *name,
  * stays valid: it is read back from the file on the next access.  Used to
  * keep peak RSS low, e.g. after a text-encoder layer has run. */
 void bn_safetensors_drop_pages (const BnSafetensors *st, const BnStTensor *t);
+
+/* Parses a small JSON file (an index, a config) with the checks a header
+ * gets first: at most BN_ST_MAX_HEADER bytes, UTF-8, nesting at most
+ * BN_ST_MAX_DEPTH, no duplicate keys.  Returns the root node (free with
+ * json_node_unref), or NULL with error naming the file. */
+JsonNode *bn_json_load_file (const char *path, GError **error);
 
 /* ---- writing ----------------------------------------------------------- */
 
@@ -88,7 +108,10 @@ gboolean bn_st_writer_add (BnStWriter *w, const char *name, BnDType dtype,
  * `prefix.scales` and `prefix.biases` ([N, K/group]).  Data not copied. */
 gboolean bn_st_writer_add_packed (BnStWriter *w, const char *prefix,
                                   const BnTensor *t, GError **error);
-/* Writes the file atomically (temporary file + rename). */
+/* Writes the file atomically (temporary file + rename).  Tensors are laid
+ * out by element size, largest first, so every tensor stays aligned to its
+ * element size.  On failure (BONSAI_ERROR_IO naming the file and the
+ * reason, e.g. no space left) the temporary file is removed. */
 gboolean bn_st_writer_write (BnStWriter *w, const char *path, GError **error);
 
 #endif

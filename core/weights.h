@@ -19,7 +19,11 @@ typedef struct {
  * bits and group size for packed layers (NULL: packed layers are refused).
  * Checks every shape and dtype, that k matches the packed width for `bits`,
  * and for ternary packs that no code is 3 (the error names the tensor).
- * Dense weights keep their dtype (f32/f16/bf16). */
+ * `n` or `k` < 0 takes that extent from the file.  Dense weights keep their
+ * dtype (f32/f16/bf16); packed scales and biases share one of those.
+ * Errors: NOT_FOUND for a missing tensor, FORMAT for a wrong dtype or shape
+ * or a packed layer without `quant`, INVALID_INPUT for an unsupported
+ * `quant`. */
 gboolean bn_weights_linear (const BnSafetensors *st, const char *prefix,
                             int64_t n, int64_t k, const BnQuantSpec *quant,
                             BnTensor *out, GError **error);
