@@ -8,8 +8,11 @@
  * Besides h, only what attention needs whole is kept for all S tokens:
  * q|k|v ([S, 3·dim]) and the attention output beside the single block's
  * SwiGLU activations ([S, dim + mlp_hidden], the input of linear2).  Every
- * other activation lives in chunk buffers of CHUNK_ROWS tokens, so the
- * 27648-wide single-block linear1 output never exists for all tokens.
+ * other activation lives in chunk buffers of a few tokens, so the
+ * 27648-wide single-block linear1 output never exists for all tokens.  The
+ * default chunk, BN_FLUX2_CHUNK_ROWS, has enough rows that the linear
+ * kernels reuse each decoded weight tile many times, and few enough that
+ * klein's linear1 output chunk stays at 14 MB.
  *
  * Element-wise work is done in passes over rows that fuse what a row needs
  * (LayerNorm with modulation; gate with residual; QK RMSNorm with RoPE), in
@@ -23,10 +26,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Tokens per chunk: enough rows that the linear kernels reuse each decoded
- * weight tile many times, few enough that klein's 27648-wide linear1 output
- * chunk stays at 14 MB. */
-#define CHUNK_ROWS 128
 /* Bound on tokens per forward, so workspace sizes stay far from overflow. */
 #define MAX_TOKENS (1 << 24)
 
@@ -37,13 +36,20 @@ typedef struct {
   guint64 total;
 } Layout;
 
-static gboolean
-layout_for (const BnFlux2Config *c, int64_t n_tok, Layout *l)
+static int64_t
+chunk_of (int64_t chunk_rows)
 {
-  if (n_tok < 1 || n_tok > MAX_TOKENS)
+  /* A chunk longer than any sequence is the whole sequence. */
+  return chunk_rows > 0 ? MIN (chunk_rows, MAX_TOKENS) : BN_FLUX2_CHUNK_ROWS;
+}
+
+static gboolean
+layout_for (const BnFlux2Config *c, int64_t n_tok, int64_t chunk, Layout *l)
+{
+  if (n_tok < 1 || n_tok > MAX_TOKENS || chunk < 1)
     return FALSE;
   guint64 s = (guint64) n_tok, d = (guint64) c->dim, m = (guint64) c->mlp_hidden;
-  guint64 r = MIN (s, CHUNK_ROWS);
+  guint64 r = MIN (s, (guint64) chunk);
   guint64 half = (guint64) c->head_dim / 2;
   guint64 at = 0;
 #define TAKE(field, n) (l->field = at, at += (n))
@@ -69,10 +75,12 @@ layout_for (const BnFlux2Config *c, int64_t n_tok, Layout *l)
 }
 
 size_t
-bn_flux2_workspace_bytes (const BnFlux2Config *cfg, int64_t n_tokens)
+bn_flux2_workspace_bytes (const BnFlux2Config *cfg, int64_t n_tokens,
+                          int64_t chunk_rows)
 {
   Layout l;
-  return layout_for (cfg, n_tokens, &l) ? (size_t) l.total * sizeof (float) : 0;
+  return layout_for (cfg, n_tokens, chunk_of (chunk_rows), &l)
+           ? (size_t) l.total * sizeof (float) : 0;
 }
 
 /* Everything one forward works on. */
@@ -80,13 +88,14 @@ typedef struct {
   const BnFlux2Config *c;
   BnThreadPool *pool;
   int64_t n_txt, n_tok;
+  int64_t chunk;  /* tokens per chunk */
   int64_t ld_qkv, ld_cat;
   float *h;       /* [n_tok, dim] residual stream: text, then image tokens */
   float *qkv;     /* [n_tok, 3·dim] q, k, v after QK norm and RoPE */
   float *cat;     /* [n_tok, dim + mlp_hidden] attention output ⊕ SwiGLU */
-  float *xr;      /* [CHUNK_ROWS, dim] modulated LayerNorm of a chunk */
-  float *ur;      /* [CHUNK_ROWS, ≤ 3·dim + 2·mlp_hidden] wide linear outputs */
-  float *yr;      /* [CHUNK_ROWS, dim] projections before gating */
+  float *xr;      /* [chunk, dim] modulated LayerNorm of a chunk */
+  float *ur;      /* [chunk, ≤ 3·dim + 2·mlp_hidden] wide linear outputs */
+  float *yr;      /* [chunk, dim] projections before gating */
   float *cos_t, *sin_t; /* [n_tok, head_dim/2] RoPE tables */
 } Fwd;
 
@@ -245,9 +254,9 @@ stream_qkv (const Fwd *f, const BnFlux2Stream *s, const float *mod,
             int64_t begin, int64_t end)
 {
   int64_t d = f->c->dim, width = 3 * d / s->n_qkv;
-  for (int64_t r0 = begin; r0 < end; r0 += CHUNK_ROWS)
+  for (int64_t r0 = begin; r0 < end; r0 += f->chunk)
     {
-      int64_t rows = MIN (CHUNK_ROWS, end - r0);
+      int64_t rows = MIN (f->chunk, end - r0);
       ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
       for (int j = 0; j < s->n_qkv; j++)
         bn_linear (f->pool, &s->qkv[j], f->xr, rows, d,
@@ -262,9 +271,9 @@ stream_update (const Fwd *f, const BnFlux2Stream *s, const float *mod,
                int64_t begin, int64_t end)
 {
   int64_t d = f->c->dim, m = f->c->mlp_hidden;
-  for (int64_t r0 = begin; r0 < end; r0 += CHUNK_ROWS)
+  for (int64_t r0 = begin; r0 < end; r0 += f->chunk)
     {
-      int64_t rows = MIN (CHUNK_ROWS, end - r0);
+      int64_t rows = MIN (f->chunk, end - r0);
       float *h = f->h + r0 * d;
       bn_linear (f->pool, &s->proj, f->cat + r0 * f->ld_cat, rows, f->ld_cat, f->yr, d);
       gate_residual (f, h, rows, mod + 2 * d);
@@ -296,17 +305,17 @@ static void
 single_block (const Fwd *f, const BnFlux2SingleBlock *b, const float *mod)
 {
   int64_t d = f->c->dim, m = f->c->mlp_hidden;
-  for (int64_t r0 = 0; r0 < f->n_tok; r0 += CHUNK_ROWS)
+  for (int64_t r0 = 0; r0 < f->n_tok; r0 += f->chunk)
     {
-      int64_t rows = MIN (CHUNK_ROWS, f->n_tok - r0);
+      int64_t rows = MIN (f->chunk, f->n_tok - r0);
       ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
       bn_linear (f->pool, &b->linear1, f->xr, rows, d, f->ur, 3 * d + 2 * m);
       finish_qkv (f, r0, rows, b->q_norm, b->k_norm, f->ur);
     }
   attention (f);
-  for (int64_t r0 = 0; r0 < f->n_tok; r0 += CHUNK_ROWS)
+  for (int64_t r0 = 0; r0 < f->n_tok; r0 += f->chunk)
     {
-      int64_t rows = MIN (CHUNK_ROWS, f->n_tok - r0);
+      int64_t rows = MIN (f->chunk, f->n_tok - r0);
       bn_linear (f->pool, &b->linear2, f->cat + r0 * f->ld_cat, rows, f->ld_cat, f->yr, d);
       gate_residual (f, f->h + r0 * d, rows, mod + 2 * d);
     }
@@ -348,6 +357,8 @@ check_input (const BnFlux2Dit *dit, const BnFlux2Input *in, const float *out,
     problem = "missing text features or text ids";
   else if (!isfinite (in->t))
     problem = "the timestep is not a finite number";
+  else if (in->chunk_rows < 0)
+    problem = "chunk_rows must not be negative";
   if (problem)
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
@@ -376,7 +387,7 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
   const BnFlux2Config *c = &dit->cfg;
   int64_t n_tok = in->n_txt + in->n_img, d = c->dim, half = c->head_dim / 2;
   Layout l;
-  if (!layout_for (c, n_tok, &l))
+  if (!layout_for (c, n_tok, chunk_of (in->chunk_rows), &l))
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
                    "transformer forward: %" G_GINT64_FORMAT " tokens need "
@@ -394,6 +405,7 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
     }
   Fwd f = {
     .c = c, .pool = pool, .n_txt = in->n_txt, .n_tok = n_tok,
+    .chunk = chunk_of (in->chunk_rows),
     .ld_qkv = 3 * d, .ld_cat = d + c->mlp_hidden,
     .h = ws + l.h, .qkv = ws + l.qkv, .cat = ws + l.cat,
     .xr = ws + l.xr, .ur = ws + l.ur, .yr = ws + l.yr,
@@ -452,9 +464,9 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
   const float *shift = dit->final_shift_first ? mod_final : mod_final + d;
   const float *scale = dit->final_shift_first ? mod_final + d : mod_final;
   int64_t end = in->n_txt + in->n_out;
-  for (int64_t r0 = in->n_txt; r0 < end; r0 += CHUNK_ROWS)
+  for (int64_t r0 = in->n_txt; r0 < end; r0 += f.chunk)
     {
-      int64_t rows = MIN (CHUNK_ROWS, end - r0);
+      int64_t rows = MIN (f.chunk, end - r0);
       ln_mod (&f, f.h + r0 * d, rows, shift, scale, f.xr);
       bn_linear (pool, &dit->final_out, f.xr, rows, d,
                  out + (r0 - in->n_txt) * c->out_channels, c->out_channels);

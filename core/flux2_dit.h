@@ -17,6 +17,8 @@
 
 /* RoPE axes the engine accepts (FLUX.2 uses 4: t, h, w, l). */
 #define BN_FLUX2_MAX_AXES 8
+/* Default tokens per chunk (see bn_flux2_dit_forward). */
+#define BN_FLUX2_CHUNK_ROWS 128
 
 typedef struct {
   int in_channels;      /* features of an input image token */
@@ -127,6 +129,9 @@ typedef struct {
   const float *ctx;        /* [n_txt, context_dim] text features */
   const int64_t *txt_ids;  /* [n_txt, n_axes] */
   int64_t n_txt;
+  int64_t chunk_rows;      /* tokens per chunk of the row-wise work; 0:
+                            * BN_FLUX2_CHUNK_ROWS.  Fewer need less memory,
+                            * more let the linears reuse decoded weights */
   const gint *cancel;      /* NULL, or read atomically between blocks:
                             * nonzero stops with BONSAI_ERROR_CANCELLED */
   BnFlux2Progress progress; /* NULL or called after every block */
@@ -135,12 +140,16 @@ typedef struct {
 
 /* Bytes of the activation workspace one forward over n_tokens = n_txt +
  * n_img tokens allocates (its only large allocation); 0 if it overflows. */
-size_t bn_flux2_workspace_bytes (const BnFlux2Config *cfg, int64_t n_tokens);
+size_t bn_flux2_workspace_bytes (const BnFlux2Config *cfg, int64_t n_tokens,
+                                 int64_t chunk_rows);
 
 /* Runs the transformer: out[n_out, out_channels] = velocity of the first
- * n_out image tokens.  fp32 activations; the result does not depend on the
- * pool's thread count (pool may be NULL).  Fails with INVALID_INPUT for bad
- * arguments, OUT_OF_MEMORY if the workspace cannot be had, CANCELLED. */
+ * n_out image tokens.  fp32 activations; the result depends neither on the
+ * pool's thread count (pool may be NULL) nor on chunk_rows.  Only what
+ * attention needs is kept for all tokens; everything else, such as the wide
+ * single-block linear1 output, is computed chunk_rows tokens at a time.
+ * Fails with INVALID_INPUT for bad arguments, OUT_OF_MEMORY if the
+ * workspace cannot be had, CANCELLED. */
 gboolean bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
                                const BnFlux2Input *in, float *out,
                                GError **error);

@@ -188,6 +188,28 @@ test_refs (gconstpointer data)
   ref_close (&r);
 }
 
+/* Chunks of any length, splitting the text, image and reference tokens
+ * anywhere, give the same bits as one chunk holding every token. */
+static void
+test_chunks (void)
+{
+  RefSet r;
+  if (!ref_open ("flux2-realdims", &r))
+    return;
+  BnFlux2Input in = edit_input (&r, 0.6f);
+  in.chunk_rows = in.n_txt + in.n_img;
+  g_autofree float *whole = forward (r.dit, NULL, &in);
+  size_t bytes = (size_t) (in.n_out * r.dit->cfg.out_channels) * sizeof (float);
+  static const int64_t chunks[] = { 1, 5, 13, G_MAXINT64 };
+  for (size_t i = 0; i < G_N_ELEMENTS (chunks); i++)
+    {
+      in.chunk_rows = chunks[i];
+      g_autofree float *got = forward (r.dit, NULL, &in);
+      g_assert_cmpmem (got, bytes, whole, bytes);
+    }
+  ref_close (&r);
+}
+
 /* Asking for the first n_out tokens gives exactly those rows of the whole. */
 static void
 test_n_out (void)
@@ -703,6 +725,11 @@ test_bad_input (void)
   g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT);
   g_clear_error (&error);
   in = r.in;
+  in.chunk_rows = -1;
+  g_assert_false (bn_flux2_dit_forward (r.dit, NULL, &in, out, &error));
+  g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT);
+  g_clear_error (&error);
+  in = r.in;
   in.t = NAN;
   g_assert_false (bn_flux2_dit_forward (r.dit, NULL, &in, out, &error));
   g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT);
@@ -797,15 +824,15 @@ test_workspace (void)
     "\"attention_head_dim\": 128, \"num_attention_heads\": 24, "
     "\"joint_attention_dim\": 7680, \"guidance_embeds\": false}",
     -1, "klein", &klein, &error));
-  size_t s512 = bn_flux2_workspace_bytes (&klein, 512 + 1024);
-  size_t s1024 = bn_flux2_workspace_bytes (&klein, 512 + 4096);
+  size_t s512 = bn_flux2_workspace_bytes (&klein, 512 + 1024, 0);
+  size_t s1024 = bn_flux2_workspace_bytes (&klein, 512 + 4096, 0);
   g_test_message ("klein workspace: %.1f MB at 512x512, %.1f MB at 1024x1024",
                   s512 / 1e6, s1024 / 1e6);
   g_assert_cmpuint (s512, >, 0);
   g_assert_cmpuint (s512, <, 180000000);
   g_assert_cmpuint (s1024, <, 3 * s512 + 20000000);
-  g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, 0), ==, 0);
-  g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, G_MAXINT64), ==, 0);
+  g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, 0, 0), ==, 0);
+  g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, G_MAXINT64, 0), ==, 0);
 }
 
 int
@@ -814,6 +841,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_data_func ("/dit/refs/mini", "flux2-mini", test_refs);
   g_test_add_data_func ("/dit/refs/realdims", "flux2-realdims", test_refs);
+  g_test_add_func ("/dit/chunks", test_chunks);
   g_test_add_func ("/dit/n-out", test_n_out);
   g_test_add_data_func ("/dit/packed/ternary", GINT_TO_POINTER (2), test_packed);
   g_test_add_data_func ("/dit/packed/binary", GINT_TO_POINTER (1), test_packed);
