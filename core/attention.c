@@ -4,8 +4,9 @@
  * walks the key blocks of its KV head in order, so every output row is
  * computed by one task in one fixed order and the result does not depend on
  * the thread count.  Per key block of BK keys it forms the BQ×BK score tile
- * as a small GEMM against a transposed copy of the keys (packed once per
- * call, a few KV heads at a time to bound memory), updates the running
+ * as a small GEMM against a transposed copy of the keys (keys and values
+ * are packed once per call, a few KV heads at a time to bound memory),
+ * updates the running
  * max/sum of each row in base 2 (the scale is folded with log2 e into the
  * queries), and accumulates P·V into a BQ×D tile.  The two GEMMs and the
  * exponentials have AVX-512 and AVX2/FMA versions chosen at run time; they
@@ -18,7 +19,7 @@
 
 #define BQ 64 /* query rows per task: score and output tiles stay in L2 */
 #define BK 64 /* keys per block: one row of scores is four AVX-512 vectors */
-#define PACK_BUDGET ((int64_t) 32 << 20) /* bytes of packed keys per pass */
+#define PACK_BUDGET ((int64_t) 64 << 20) /* bytes of packed K and V per pass */
 
 /* Key block visibility from the key mask. */
 enum { KB_HIDDEN, KB_VISIBLE, KB_MIXED };
@@ -31,6 +32,7 @@ typedef struct {
   int64_t nqb, nkb;   /* query and key blocks */
   int kv0, n_kvp;     /* KV heads of this pass */
   float *kt;          /* [n_kvp][nkb][head_dim][BK] */
+  float *vp;          /* [n_kvp][nkb][BK][dp] */
   const uint8_t *kb_state;
   float qscale;       /* scale · log2 e */
 } Ctx;
@@ -84,10 +86,11 @@ softmax_tile_base (float *s, float *m, float *l, float *alpha)
     }
 }
 
-/* Ob[r] = alpha[r]·Ob[r] + Σ_j P[r][j]·V[j] over the first nk keys. */
+/* Ob[r] = alpha[r]·Ob[r] + Σ_j P[r][j]·V[j] over the first nk keys;
+ * V rows are dp floats apart. */
 static void
-pv_tile_base (const float *p, int nk, const float *v, int64_t ldv, int d,
-              int dp, const float *alpha, float *ob)
+pv_tile_base (const float *p, int nk, const float *v, int d, int dp,
+              const float *alpha, float *ob)
 {
   for (int r = 0; r < BQ; r++)
     {
@@ -97,7 +100,7 @@ pv_tile_base (const float *p, int nk, const float *v, int64_t ldv, int d,
       for (int j = 0; j < nk; j++)
         {
           float pj = p[r * BK + j];
-          const float *vj = v + j * ldv;
+          const float *vj = v + (int64_t) j * dp;
           for (int e = 0; e < d; e++)
             o[e] += pj * vj[e];
         }
@@ -219,59 +222,41 @@ softmax_tile_avx2 (float *s, float *m, float *l, float *alpha)
     }
 }
 
-/* Micro-tile: 4 rows × 16 output dims; the last chunk of a head_dim that
- * is not a multiple of 16 is read with a masked load. */
-static inline AVX2 __attribute__ ((always_inline)) void
-pv_micro_avx2 (const float *p, int nk, const float *v, int64_t ldv,
-               __m256i m0, __m256i m1, int full, int dp, const float *alpha,
-               float *o)
-{
-  __m256 a[4][2];
-  for (int i = 0; i < 4; i++)
-    {
-      __m256 al = _mm256_set1_ps (alpha[i]);
-      a[i][0] = _mm256_mul_ps (_mm256_loadu_ps (o + i * dp), al);
-      a[i][1] = _mm256_mul_ps (_mm256_loadu_ps (o + i * dp + 8), al);
-    }
-  for (int j = 0; j < nk; j++)
-    {
-      const float *vj = v + j * ldv;
-      __m256 v0 = full ? _mm256_loadu_ps (vj) : _mm256_maskload_ps (vj, m0);
-      __m256 v1 = full ? _mm256_loadu_ps (vj + 8) : _mm256_maskload_ps (vj + 8, m1);
-      for (int i = 0; i < 4; i++)
-        {
-          __m256 pj = _mm256_broadcast_ss (p + i * BK + j);
-          a[i][0] = _mm256_fmadd_ps (pj, v0, a[i][0]);
-          a[i][1] = _mm256_fmadd_ps (pj, v1, a[i][1]);
-        }
-    }
-  for (int i = 0; i < 4; i++)
-    {
-      _mm256_storeu_ps (o + i * dp, a[i][0]);
-      _mm256_storeu_ps (o + i * dp + 8, a[i][1]);
-    }
-}
-
+/* Micro-tile: 4 rows × 16 output dims, 8 accumulators.  The packed
+ * values are zero-padded to dp columns, so no load needs a mask. */
 static AVX2 void
-pv_tile_avx2 (const float *p, int nk, const float *v, int64_t ldv, int d,
-              int dp, const float *alpha, float *ob)
+pv_tile_avx2 (const float *p, int nk, const float *v, int d, int dp,
+              const float *alpha, float *ob)
 {
   for (int c = 0; c < d; c += 16)
-    {
-      int full = c + 16 <= d;
-      __m256i lane = _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7);
-      __m256i m0 = _mm256_cmpgt_epi32 (_mm256_set1_epi32 (d - c), lane);
-      __m256i m1 = _mm256_cmpgt_epi32 (_mm256_set1_epi32 (d - c - 8), lane);
-      for (int r = 0; r < BQ; r += 4)
-        {
-          if (full)
-            pv_micro_avx2 (p + r * BK, nk, v + c, ldv, m0, m1, 1, dp,
-                           alpha + r, ob + (int64_t) r * dp + c);
-          else
-            pv_micro_avx2 (p + r * BK, nk, v + c, ldv, m0, m1, 0, dp,
-                           alpha + r, ob + (int64_t) r * dp + c);
-        }
-    }
+    for (int r = 0; r < BQ; r += 4)
+      {
+        float *o = ob + (int64_t) r * dp + c;
+        __m256 a[4][2];
+        for (int i = 0; i < 4; i++)
+          {
+            __m256 al = _mm256_set1_ps (alpha[r + i]);
+            a[i][0] = _mm256_mul_ps (_mm256_loadu_ps (o + i * dp), al);
+            a[i][1] = _mm256_mul_ps (_mm256_loadu_ps (o + i * dp + 8), al);
+          }
+        const float *pr = p + r * BK;
+        for (int j = 0; j < nk; j++)
+          {
+            const float *vj = v + (int64_t) j * dp + c;
+            __m256 v0 = _mm256_loadu_ps (vj), v1 = _mm256_loadu_ps (vj + 8);
+            for (int i = 0; i < 4; i++)
+              {
+                __m256 pj = _mm256_broadcast_ss (pr + i * BK + j);
+                a[i][0] = _mm256_fmadd_ps (pj, v0, a[i][0]);
+                a[i][1] = _mm256_fmadd_ps (pj, v1, a[i][1]);
+              }
+          }
+        for (int i = 0; i < 4; i++)
+          {
+            _mm256_storeu_ps (o + i * dp, a[i][0]);
+            _mm256_storeu_ps (o + i * dp + 8, a[i][1]);
+          }
+      }
 }
 
 /* ---- AVX-512 ------------------------------------------------------------- */
@@ -359,50 +344,41 @@ softmax_tile_avx512 (float *s, float *m, float *l, float *alpha)
     }
 }
 
-/* Micro-tile: 4 rows × 64 output dims, 16 accumulators; lanes past
- * head_dim are masked off (loads read nothing there, stores land in the
- * tile's padding). */
+/* Micro-tile: 4 rows × 64 output dims, 16 accumulators; the packed values
+ * are zero-padded to dp (a multiple of 64) columns. */
 static AVX512 void
-pv_tile_avx512 (const float *p, int nk, const float *v, int64_t ldv, int d,
-                int dp, const float *alpha, float *ob)
+pv_tile_avx512 (const float *p, int nk, const float *v, int d, int dp,
+                const float *alpha, float *ob)
 {
   for (int c0 = 0; c0 < d; c0 += 64)
-    {
-      __mmask16 mask[4];
-      for (int c = 0; c < 4; c++)
-        {
-          int left = d - c0 - 16 * c;
-          mask[c] = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16) ((1u << left) - 1);
-        }
-      for (int r = 0; r < BQ; r += 4)
-        {
-          float *o = ob + (int64_t) r * dp + c0;
-          __m512 a[4][4];
-          for (int i = 0; i < 4; i++)
-            {
-              __m512 al = _mm512_set1_ps (alpha[r + i]);
-              for (int c = 0; c < 4; c++)
-                a[i][c] = _mm512_mul_ps (_mm512_loadu_ps (o + i * dp + 16 * c), al);
-            }
-          const float *pr = p + r * BK;
-          for (int j = 0; j < nk; j++)
-            {
-              const float *vj = v + j * ldv + c0;
-              __m512 vv[4];
-              for (int c = 0; c < 4; c++)
-                vv[c] = _mm512_maskz_loadu_ps (mask[c], vj + 16 * c);
-              for (int i = 0; i < 4; i++)
-                {
-                  __m512 pj = _mm512_set1_ps (pr[i * BK + j]);
-                  for (int c = 0; c < 4; c++)
-                    a[i][c] = _mm512_fmadd_ps (pj, vv[c], a[i][c]);
-                }
-            }
-          for (int i = 0; i < 4; i++)
+    for (int r = 0; r < BQ; r += 4)
+      {
+        float *o = ob + (int64_t) r * dp + c0;
+        __m512 a[4][4];
+        for (int i = 0; i < 4; i++)
+          {
+            __m512 al = _mm512_set1_ps (alpha[r + i]);
             for (int c = 0; c < 4; c++)
-              _mm512_storeu_ps (o + i * dp + 16 * c, a[i][c]);
-        }
-    }
+              a[i][c] = _mm512_mul_ps (_mm512_loadu_ps (o + i * dp + 16 * c), al);
+          }
+        const float *pr = p + r * BK;
+        for (int j = 0; j < nk; j++)
+          {
+            const float *vj = v + (int64_t) j * dp + c0;
+            __m512 vv[4];
+            for (int c = 0; c < 4; c++)
+              vv[c] = _mm512_loadu_ps (vj + 16 * c);
+            for (int i = 0; i < 4; i++)
+              {
+                __m512 pj = _mm512_set1_ps (pr[i * BK + j]);
+                for (int c = 0; c < 4; c++)
+                  a[i][c] = _mm512_fmadd_ps (pj, vv[c], a[i][c]);
+              }
+          }
+        for (int i = 0; i < 4; i++)
+          for (int c = 0; c < 4; c++)
+            _mm512_storeu_ps (o + i * dp + 16 * c, a[i][c]);
+      }
 }
 
 /* ---- driver -------------------------------------------------------------- */
@@ -442,49 +418,56 @@ softmax_tile (BnIsa isa, float *s, float *m, float *l, float *alpha)
 }
 
 static void
-pv_tile (BnIsa isa, const float *p, int nk, const float *v, int64_t ldv,
-         int d, int dp, const float *alpha, float *ob)
+pv_tile (BnIsa isa, const float *p, int nk, const float *v, int d, int dp,
+         const float *alpha, float *ob)
 {
   switch (isa)
     {
     case BN_ISA_AVX512:
-      pv_tile_avx512 (p, nk, v, ldv, d, dp, alpha, ob);
+      pv_tile_avx512 (p, nk, v, d, dp, alpha, ob);
       break;
     case BN_ISA_AVX2:
-      pv_tile_avx2 (p, nk, v, ldv, d, dp, alpha, ob);
+      pv_tile_avx2 (p, nk, v, d, dp, alpha, ob);
       break;
     default:
-      pv_tile_base (p, nk, v, ldv, d, dp, alpha, ob);
+      pv_tile_base (p, nk, v, d, dp, alpha, ob);
       break;
     }
 }
 
-/* Task t packs key block t % nkb of KV head kv0 + t / nkb, transposed and
- * zero-padded to BK keys. */
+/* Task t packs block t % nkb of KV head kv0 + t / nkb: the keys
+ * transposed and zero-padded to BK, the values as BK contiguous rows of dp
+ * floats.  In the caller's layout consecutive value rows are a multiple of
+ * 4 KiB apart for the usual widths (24 heads × 128 floats = 12 KiB) and
+ * would all fall into the same L1 set. */
 static void
-pack_keys (void *data, int64_t begin, int64_t end, int thread_index)
+pack_kv (void *data, int64_t begin, int64_t end, int thread_index)
 {
   const Ctx *c = data;
   const BnAttention *a = c->a;
-  int d = a->head_dim;
+  int d = a->head_dim, dp = c->dp;
   for (int64_t t = begin; t < end; t++)
     {
       int64_t kb = t % c->nkb;
       if (c->kb_state[kb] == KB_HIDDEN)
         continue;
       int kvh = c->kv0 + (int) (t / c->nkb);
-      float *dst = c->kt + t * d * BK;
+      float *kt = c->kt + t * d * BK;
+      float *vp = c->vp + t * dp * BK;
       int64_t j0 = kb * BK;
       int nk = (int) MIN (BK, a->n_kv - j0);
       for (int j = 0; j < nk; j++)
         {
-          const float *src = a->k + (j0 + j) * a->ldk + (int64_t) kvh * d;
+          const float *k = a->k + (j0 + j) * a->ldk + (int64_t) kvh * d;
           for (int e = 0; e < d; e++)
-            dst[e * BK + j] = src[e];
+            kt[e * BK + j] = k[e];
+          const float *v = a->v + (j0 + j) * a->ldv + (int64_t) kvh * d;
+          memcpy (vp + (int64_t) j * dp, v, d * sizeof *v);
+          memset (vp + (int64_t) j * dp + d, 0, (dp - d) * sizeof *v);
         }
       for (int e = 0; e < d; e++)
         for (int j = nk; j < BK; j++)
-          dst[e * BK + j] = 0.0f;
+          kt[e * BK + j] = 0.0f;
     }
 }
 
@@ -556,18 +539,17 @@ attend (void *data, int64_t begin, int64_t end, int thread_index)
 
       int64_t kv_end = a->causal ? MIN (a->n_kv, i0 + rows) : a->n_kv;
       int64_t kb_end = (kv_end + BK - 1) / BK;
-      const float *v = a->v + (int64_t) (c->kv0 + kvl) * d;
       for (int64_t kb = 0; kb < kb_end; kb++)
         {
           if (c->kb_state[kb] == KB_HIDDEN)
             continue;
-          const float *kt = c->kt + ((int64_t) kvl * c->nkb + kb) * d * BK;
+          int64_t blk = (int64_t) kvl * c->nkb + kb;
+          const float *kt = c->kt + blk * d * BK;
           score_tile (c->isa, qb, d, kt, s);
           mask_tile (a, c->kb_state, kb, i0, s);
           softmax_tile (c->isa, s, m, l, alpha);
           int nk = (int) MIN (BK, a->n_kv - kb * BK);
-          pv_tile (c->isa, s, nk, v + kb * BK * a->ldv, a->ldv, d, dp, alpha,
-                   ob);
+          pv_tile (c->isa, s, nk, c->vp + blk * dp * BK, d, dp, alpha, ob);
         }
 
       for (int r = 0; r < rows; r++)
@@ -611,16 +593,20 @@ bn_attention_isa (BnThreadPool *pool, BnIsa isa, const BnAttention *a)
     }
   c.kb_state = kb_state;
 
-  int64_t head_bytes = c.nkb * BK * d * (int64_t) sizeof (float);
-  int per_pass = (int) CLAMP (PACK_BUDGET / MAX (head_bytes, 1), 1, a->n_kv_heads);
-  c.kt = g_aligned_alloc ((gsize) MAX (head_bytes, 1) * per_pass, 1, 64);
+  int64_t kt_bytes = c.nkb * BK * d * (int64_t) sizeof (float);
+  int64_t vp_bytes = c.nkb * BK * c.dp * (int64_t) sizeof (float);
+  int per_pass = (int) CLAMP (PACK_BUDGET / MAX (kt_bytes + vp_bytes, 1), 1,
+                              a->n_kv_heads);
+  c.kt = g_aligned_alloc ((gsize) MAX (kt_bytes, 1) * per_pass, 1, 64);
+  c.vp = g_aligned_alloc ((gsize) MAX (vp_bytes, 1) * per_pass, 1, 64);
   for (c.kv0 = 0; c.kv0 < a->n_kv_heads; c.kv0 += per_pass)
     {
       c.n_kvp = MIN (per_pass, a->n_kv_heads - c.kv0);
-      bn_parallel_for (pool, c.n_kvp * c.nkb, pack_keys, &c);
+      bn_parallel_for (pool, c.n_kvp * c.nkb, pack_kv, &c);
       bn_parallel_for (pool, (int64_t) c.n_kvp * c.group * c.nqb, attend, &c);
     }
   g_aligned_free (c.kt);
+  g_aligned_free (c.vp);
   g_free (kb_state);
 }
 
