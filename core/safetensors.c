@@ -964,7 +964,8 @@ bn_st_writer_add (BnStWriter *w, const char *name, BnDType dtype, int ndim,
       return FALSE;
     }
   WEntry e = { g_strdup (name), dtype, ndim, { 0 }, data, (size_t) bytes };
-  memcpy (e.shape, shape, (size_t) ndim * sizeof *shape);
+  if (ndim) /* a scalar may come with no shape at all */
+    memcpy (e.shape, shape, (size_t) ndim * sizeof *shape);
   g_array_append_val (w->entries, e);
   g_hash_table_add (w->names, g_array_index (w->entries, WEntry, w->entries->len - 1).name);
   return TRUE;
