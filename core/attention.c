@@ -3,14 +3,14 @@
  * Work is split into tasks of (query head, block of BQ query rows); a task
  * walks the key blocks of its KV head in order, so every output row is
  * computed by one task in one fixed order and the result does not depend on
- * the thread count.  Per key block of BK keys it forms the BQ×BK score tile
- * as a small GEMM against a transposed copy of the keys (keys and values
- * are packed once per call, a few KV heads at a time to bound memory),
- * updates the running
- * max/sum of each row in base 2 (the scale is folded with log2 e into the
- * queries), and accumulates P·V into a BQ×D tile.  The two GEMMs and the
- * exponentials have AVX-512 and AVX2/FMA versions chosen at run time; they
- * differ from the portable one only by rounding (FMA, polynomial exp2). */
+ * the thread count.  Keys (transposed) and values are first packed into
+ * contiguous blocks, a few KV heads at a time to bound memory.  Per key
+ * block of BK keys a task forms the BQ×BK score tile as a small GEMM,
+ * updates the running max/sum of each row in base 2 (the scale is folded
+ * with log2 e into the queries), and accumulates P·V into a BQ×D tile.
+ * The two GEMMs and the exponentials have AVX-512 and AVX2/FMA versions
+ * chosen at run time; they differ from the portable one only by rounding
+ * (FMA, polynomial exp2). */
 #include "ops.h"
 
 #include <immintrin.h>
@@ -571,6 +571,8 @@ attend (void *data, int64_t begin, int64_t end, int thread_index)
 void
 bn_attention_isa (BnThreadPool *pool, BnIsa isa, const BnAttention *a)
 {
+  g_return_if_fail (a->head_dim > 0 && a->n_kv_heads > 0
+                    && a->n_heads % a->n_kv_heads == 0);
   if (a->n_q <= 0)
     return;
   int d = a->head_dim;
