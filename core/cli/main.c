@@ -12,6 +12,8 @@ static const struct {
   int (*run) (int argc, char **argv);
   const char *summary;
 } commands[] = {
+  { "generate", bn_cmd_generate, "-m MODEL -p PROMPT [-W W -H H --steps N --seed S] -o OUT.png" },
+  { "edit", bn_cmd_edit, "-m MODEL -i IN.png [-i REF.png] -p PROMPT -o OUT.png" },
   { "info", bn_cmd_info, "FILE|DIR  list tensors, dtypes, low-bit layers and sizes" },
   { "bench", bn_cmd_bench, "kernels|pipeline  measure throughput and memory" },
   { "tokenize", bn_cmd_tokenize, "TEXT  print the Qwen3 token ids of TEXT" },
