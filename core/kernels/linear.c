@@ -30,6 +30,14 @@ typedef struct {
   size_t scratch_floats;  /* per thread, a multiple of 16 (64 bytes) */
 } LinearJob;
 
+static inline void
+prefetch_rows (const float *p, int64_t ld, int rows, int cols)
+{
+  for (int i = 0; i < rows; i++)
+    for (int c = 0; c < cols; c += 16) /* one 64-byte line */
+      __builtin_prefetch (p + i * ld + c, 0, 2);
+}
+
 static void
 run_panels (const LinearJob *job, int64_t p_begin, int64_t p_end, float *wp,
             float *xp)
@@ -55,10 +63,19 @@ run_panels (const LinearJob *job, int64_t p_begin, int64_t p_end, float *wp,
                         (size_t) kc * sizeof *xp);
               for (int i = mr; i < mr_max; i++)
                 memset (xp + i * BN_LINEAR_KC, 0, (size_t) kc * sizeof *xp);
+              /* x and y come from L3 or memory: ask now for what the next
+               * rows will read, so that their turn does not wait on it. */
+              const int next = (int) CLAMP (job->m - (i0 + mr_max), 0, mr_max);
+              if (next > 0)
+                prefetch_rows (job->x + (i0 + mr_max) * job->ldx + k0, job->ldx, next, kc);
               float *y = job->y + i0 * job->ldy + n0;
               for (int j = 0; j < nc; j += nr)
-                path->tile (xp, wp + (size_t) j * kc, kc, y + j, job->ldy, mr,
-                            MIN (nr, nc - j), k0 > 0);
+                {
+                  const int nn = MIN (nr, nc - j);
+                  if (next > 0 && k0 > 0)
+                    prefetch_rows (y + mr_max * job->ldy + j, job->ldy, next, nn);
+                  path->tile (xp, wp + (size_t) j * kc, kc, y + j, job->ldy, mr, nn, k0 > 0);
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 #include "linear_tile.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 #define MR 6
 #define NR 16
@@ -54,49 +55,82 @@ tile_6x16 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
       }
 }
 
-/* kc values of one f16 or bf16 row as f32 into row[]. */
-static inline void
-convert_row (BnDType dtype, const uint16_t *h, int kc, float *row)
+/* Up to 8 consecutive values of a dense row as f32, zero past n. */
+static inline __m256
+load_row8 (BnDType dtype, const void *src, int n)
 {
-  int k = 0;
-  for (; k + 8 <= kc; k += 8)
+  if (dtype == BN_DTYPE_F32)
+    return _mm256_maskload_ps (src, lanes (n));
+  __m128i h;
+  if (n >= 8)
+    h = _mm_loadu_si128 (src);
+  else
     {
-      const __m128i v = _mm_loadu_si128 ((const __m128i *) (h + k));
-      const __m256 f = dtype == BN_DTYPE_F16
-                         ? _mm256_cvtph_ps (v)
-                         : _mm256_castsi256_ps (_mm256_slli_epi32 (_mm256_cvtepu16_epi32 (v), 16));
-      _mm256_store_ps (row + k, f);
+      /* AVX2 has no masked 16-bit load. */
+      uint16_t tail[8] = { 0 };
+      memcpy (tail, src, (size_t) n * sizeof *tail);
+      h = _mm_loadu_si128 ((const __m128i *) tail);
     }
-  for (; k < kc; k++)
-    row[k] = dtype == BN_DTYPE_F16 ? _cvtsh_ss (h[k]) : bn_bf16_to_f32 (h[k]);
+  if (dtype == BN_DTYPE_F16)
+    return _mm256_cvtph_ps (h);
+  return _mm256_castsi256_ps (_mm256_slli_epi32 (_mm256_cvtepu16_epi32 (h), 16));
 }
 
-/* Dense rows: f32 read in place, f16/bf16 converted 8 at a time; then
- * stored transposed into the micro-panel. */
+/* r[i] lane j ↔ r[j] lane i.  Interleaving pairs, then quads, gives each
+ * 128-bit half 4 rows of one column; swapping halves completes it. */
+static inline void
+transpose8 (__m256 r[8])
+{
+  __m256 t[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 8; i += 2)
+    {
+      t[i] = _mm256_unpacklo_ps (r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps (r[i], r[i + 1]);
+    }
+  /* u[4g + c], half L: rows 4g .. 4g+3 of column 4L + c. */
+#pragma GCC unroll 2
+  for (int g = 0; g < 8; g += 4)
+    {
+      r[g] = _mm256_shuffle_ps (t[g], t[g + 2], 0x44);
+      r[g + 1] = _mm256_shuffle_ps (t[g], t[g + 2], 0xee);
+      r[g + 2] = _mm256_shuffle_ps (t[g + 1], t[g + 3], 0x44);
+      r[g + 3] = _mm256_shuffle_ps (t[g + 1], t[g + 3], 0xee);
+    }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; c++)
+    {
+      t[c] = _mm256_permute2f128_ps (r[c], r[4 + c], 0x20);
+      t[4 + c] = _mm256_permute2f128_ps (r[c], r[4 + c], 0x31);
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++)
+    r[i] = t[i];
+}
+
+/* Dense rows (f32, f16, bf16), 8 × 8 blocks at a time: load 8 values of 8
+ * rows as f32, transpose, store 8 k of 8 columns. */
 static void
 decode_dense (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
               float *dst)
 {
-  float buf[BN_LINEAR_KC] __attribute__ ((aligned (32)));
   const size_t esz = bn_dtype_size (w->dtype);
-  for (int j = 0; j < NR; j++)
-    {
-      if (j >= nn)
-        {
-          for (int k = 0; k < kc; k++)
-            dst[k * NR + j] = 0.0f;
-          continue;
-        }
-      const void *src = (const char *) w->data + (size_t) ((n0 + j) * w->shape[1] + k0) * esz;
-      const float *row = src;
-      if (w->dtype != BN_DTYPE_F32)
-        {
-          convert_row (w->dtype, src, kc, buf);
-          row = buf;
-        }
-      for (int k = 0; k < kc; k++)
-        dst[k * NR + j] = row[k];
-    }
+  const char *base = (const char *) w->data + (size_t) (n0 * w->shape[1] + k0) * esz;
+  for (int h = 0; h < NR; h += 8)
+    for (int k = 0; k < kc; k += 8)
+      {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+          r[j] = h + j < nn
+                   ? load_row8 (w->dtype, base + (size_t) ((h + j) * w->shape[1] + k) * esz, kc - k)
+                   : _mm256_setzero_ps ();
+        transpose8 (r);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+          if (c < kc - k)
+            _mm256_store_ps (dst + (k + c) * NR + h, r[c]);
+      }
 }
 
 /* Packed rows, 16 columns at a time: the j-th lane holds the code word of

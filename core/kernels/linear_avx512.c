@@ -54,47 +54,82 @@ tile_12x32 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
       }
 }
 
-/* kc values of one dense row as f32 into row[] (room for BN_LINEAR_KC). */
-static inline void
-convert_row (BnDType dtype, const void *src, int kc, float *row)
+/* Up to 16 consecutive values of a dense row as f32, zero past n. */
+static inline __m512
+load_row16 (BnDType dtype, const void *src, int n)
 {
-  const uint16_t *h = src;
-  for (int k = 0; k < kc; k += 16)
+  const __mmask16 m = lanes (n);
+  if (dtype == BN_DTYPE_F32)
+    return _mm512_maskz_loadu_ps (m, src);
+  const __m256i h = _mm256_maskz_loadu_epi16 (m, src);
+  if (dtype == BN_DTYPE_F16)
+    return _mm512_cvtph_ps (h);
+  return _mm512_castsi512_ps (_mm512_slli_epi32 (_mm512_cvtepu16_epi32 (h), 16));
+}
+
+/* r[i] lane j ↔ r[j] lane i.  Interleaving pairs, then quads, gives each
+ * 128-bit lane 4 rows of one column; two 128-bit lane shuffles then gather
+ * the 4 lanes of each column. */
+static inline void
+transpose16 (__m512 r[16])
+{
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2)
     {
-      const __m256i v = _mm256_maskz_loadu_epi16 (lanes (kc - k), h + k);
-      const __m512 f = dtype == BN_DTYPE_F16
-                         ? _mm512_cvtph_ps (v)
-                         : _mm512_castsi512_ps (_mm512_slli_epi32 (_mm512_cvtepu16_epi32 (v), 16));
-      _mm512_store_ps (row + k, f);
+      t[i] = _mm512_unpacklo_ps (r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps (r[i], r[i + 1]);
+    }
+  /* u[4g + c], lane L: rows 4g .. 4g+3 of column 4L + c. */
+#pragma GCC unroll 4
+  for (int g = 0; g < 16; g += 4)
+    {
+      r[g] = _mm512_shuffle_ps (t[g], t[g + 2], 0x44);
+      r[g + 1] = _mm512_shuffle_ps (t[g], t[g + 2], 0xee);
+      r[g + 2] = _mm512_shuffle_ps (t[g + 1], t[g + 3], 0x44);
+      r[g + 3] = _mm512_shuffle_ps (t[g + 1], t[g + 3], 0xee);
+    }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; c++)
+    {
+      t[c] = _mm512_shuffle_f32x4 (r[c], r[4 + c], 0x44);      /* L0 L1 of groups 0, 1 */
+      t[4 + c] = _mm512_shuffle_f32x4 (r[c], r[4 + c], 0xee);  /* L2 L3 of groups 0, 1 */
+      t[8 + c] = _mm512_shuffle_f32x4 (r[8 + c], r[12 + c], 0x44);
+      t[12 + c] = _mm512_shuffle_f32x4 (r[8 + c], r[12 + c], 0xee);
+    }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; c++)
+    {
+      r[c] = _mm512_shuffle_f32x4 (t[c], t[8 + c], 0x88);
+      r[4 + c] = _mm512_shuffle_f32x4 (t[c], t[8 + c], 0xdd);
+      r[8 + c] = _mm512_shuffle_f32x4 (t[4 + c], t[12 + c], 0x88);
+      r[12 + c] = _mm512_shuffle_f32x4 (t[4 + c], t[12 + c], 0xdd);
     }
 }
 
-/* Dense rows: f32 read in place, f16/bf16 converted 16 at a time; then
- * stored transposed into the micro-panel. */
+/* Dense rows (f32, f16, bf16), 16 × 16 blocks at a time: load 16 values
+ * of 16 rows as f32, transpose, store 16 k of 16 columns. */
 static void
 decode_dense (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
               float *dst)
 {
-  float buf[BN_LINEAR_KC] __attribute__ ((aligned (64)));
   const size_t esz = bn_dtype_size (w->dtype);
-  for (int j = 0; j < NR; j++)
-    {
-      if (j >= nn)
-        {
-          for (int k = 0; k < kc; k++)
-            dst[k * NR + j] = 0.0f;
-          continue;
-        }
-      const void *src = (const char *) w->data + (size_t) ((n0 + j) * w->shape[1] + k0) * esz;
-      const float *row = src;
-      if (w->dtype != BN_DTYPE_F32)
-        {
-          convert_row (w->dtype, src, kc, buf);
-          row = buf;
-        }
-      for (int k = 0; k < kc; k++)
-        dst[k * NR + j] = row[k];
-    }
+  const char *base = (const char *) w->data + (size_t) (n0 * w->shape[1] + k0) * esz;
+  for (int h = 0; h < NR; h += 16)
+    for (int k = 0; k < kc; k += 16)
+      {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+          r[j] = h + j < nn
+                   ? load_row16 (w->dtype, base + (size_t) ((h + j) * w->shape[1] + k) * esz, kc - k)
+                   : _mm512_setzero_ps ();
+        transpose16 (r);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++)
+          if (c < kc - k)
+            _mm512_store_ps (dst + (k + c) * NR + h, r[c]);
+      }
 }
 
 /* Packed rows, 32 columns at a time: the j-th lane holds the code word of
