@@ -199,7 +199,8 @@ parse_json (const char *origin, const char *what, const char *text, size_t len,
 static GMappedFile *
 map_file (const char *path, GError **error)
 {
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO named as a model must not hang the open. */
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     {
       int e = errno;
@@ -328,7 +329,7 @@ parse_tensor (const Shard *shard, const char *name, JsonNode *node, Entry *e,
   for (guint i = 0; i < ndim; i++)
     {
       uint64_t d;
-      if (!read_count (json_array_get_element (dims, i), &d) || d > G_MAXINT64)
+      if (!read_count (json_array_get_element (dims, i), &d))
         return tensor_error (error, shard, name,
                              "shape entry %u is not a non-negative integer", i);
       e->pub.shape[i] = (int64_t) d;

@@ -79,6 +79,14 @@ run noconf "$work/noconf/pack.safetensors"
 [ $rc -eq 0 ] || fail "noconf: exit status $rc"
 expect noconf 'low-bit bits\*group = 256 (2-bit g128, 4-bit g64, 8-bit g32)'
 
+# A config that contradicts the shapes is reported, not believed.
+mkdir -p "$work/mismatch"
+write_pack "$work/mismatch/model.safetensors"
+printf '{"bits": 1, "group_size": 128}' >"$work/mismatch/quantization_config.json"
+run mismatch "$work/mismatch"
+[ $rc -eq 0 ] || fail "mismatch: exit status $rc"
+expect mismatch 'low-bit blk.to_q: does not match quantization_config.json (1-bit, group 128)'
+
 # A release-like folder: each part summarised, folders without models skipped.
 printf '{}' >"$work/release/tokenizer/tokenizer.json"
 if [ -n "$refs" ] && [ -f "$refs/flux2-mini/vae_weights.safetensors" ]; then

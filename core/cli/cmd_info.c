@@ -108,6 +108,20 @@ typedef struct {
   char *problem;         /* set when the pack is malformed */
 } Packed;
 
+/* Takes `text`; several problems are joined with "; ". */
+static void
+add_problem (Packed *p, char *text)
+{
+  char *joined = p->problem ? g_strconcat (p->problem, "; ", text, NULL) : NULL;
+  if (joined)
+    {
+      g_free (text);
+      text = joined;
+    }
+  g_free (p->problem);
+  p->problem = text;
+}
+
 static const int cand_bits[] = { 1, 2, 4, 8 };
 static const int cand_groups[] = { 32, 64, 128 };
 
@@ -127,12 +141,12 @@ describe_packed (const BnSafetensors *st, const char *prefix,
       || s->shape[0] != w->shape[0] || s->shape[1] <= 0
       || w->shape[1] > G_MAXINT64 / 32 || (w->shape[1] * 32) % s->shape[1] != 0)
     {
-      p->problem = g_strdup ("malformed pack: codes must be U32 [N, W] and "
-                             "scales [N, G] with G dividing 32·W");
+      add_problem (p, g_strdup ("codes must be U32 [N, W] and scales [N, G] "
+                                "with G dividing 32·W"));
       return;
     }
   if (!b)
-    p->problem = g_strdup ("no .biases tensor");
+    add_problem (p, g_strdup ("no .biases tensor"));
   p->n = w->shape[0];
   p->product = w->shape[1] * 32 / s->shape[1];
   int bits = qc->bits, group = qc->group;
@@ -142,8 +156,8 @@ describe_packed (const BnSafetensors *st, const char *prefix,
     read_bits_group (json_node_get_object (own), &bits, &group);
   if (bits && (int64_t) bits * group != p->product)
     {
-      p->problem = g_strdup_printf ("does not match %s (%d-bit, group %d)",
-                                    qc->file, bits, group);
+      add_problem (p, g_strdup_printf ("does not match %s (%d-bit, group %d)",
+                                       qc->file, bits, group));
       bits = 0;
     }
   gboolean from_config = bits != 0;
@@ -186,6 +200,8 @@ compare_names (gconstpointer a, gconstpointer b)
 static char *
 packed_kind (const Packed *p)
 {
+  if (!p->product)
+    return g_strdup ("malformed pack");
   if (p->bits)
     return g_strdup_printf ("%d-bit g%d%s", p->bits, p->group, p->ternary ? " ternary" : "");
   GString *s = g_string_new (NULL);
