@@ -497,8 +497,9 @@ load_batch_norm (BnVae *vae, GError **error)
       if (!(var[i] >= 0) || !isfinite (mean[i]) || !isfinite (var[i]))
         {
           g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_FORMAT,
-                       "bn.running_var/mean[%" G_GINT64_FORMAT
-                       "] is not a finite variance and mean", i);
+                       "%s: bn.running_mean/var[%" G_GINT64_FORMAT
+                       "] is not a finite mean and variance",
+                       bn_safetensors_path (vae->st), i);
           return FALSE;
         }
       vae->bn_std[i] = (float) sqrt ((double) var[i] + cfg->batch_norm_eps);
@@ -562,12 +563,10 @@ bn_vae_open (const char *path, const char *config_path, GError **error)
   if (!(config_path ? read_config_file (config_path, &vae->cfg, error)
                     : find_config (path, st, &vae->cfg, error)))
     goto fail;
+  /* Tensor errors name the file already (bn_safetensors_view). */
   if (!load_decoder (vae, error) || !load_encoder (vae, error)
       || !load_batch_norm (vae, error))
-    {
-      g_prefix_error (error, "%s: ", bn_safetensors_path (st));
-      goto fail;
-    }
+    goto fail;
   return vae;
 
 fail:
