@@ -5,14 +5,15 @@
  *
  * Memory: the residual stream h holds the text tokens then the image tokens
  * ([S, dim], S = n_txt + n_img), so the joint sequence needs no copying.
- * Besides h, only what attention needs whole is kept for all S tokens:
- * q|k|v ([S, 3·dim]) and the attention output beside the single block's
- * SwiGLU activations ([S, dim + mlp_hidden], the input of linear2).  Every
- * other activation lives in chunk buffers of a few tokens, so the
- * 27648-wide single-block linear1 output never exists for all tokens.  The
- * default chunk, BN_FLUX2_CHUNK_ROWS, has enough rows that the linear
- * kernels reuse each decoded weight tile many times, and few enough that
- * klein's linear1 output chunk stays at 14 MB.
+ * Besides h, only what attention needs whole is kept for all S tokens: q|k|v
+ * ([S, 3·dim]) and the attention output ([S, dim]).  Every other activation
+ * lives in chunk buffers of a few tokens.  The single block runs linear1 in
+ * two passes over its rows: q|k|v for all tokens before attention, then the
+ * MLP rows chunk by chunk after it, straight into linear2 — so the 18432
+ * MLP features of klein never exist for all tokens.  The default chunk,
+ * BN_FLUX2_CHUNK_ROWS, has enough rows that the linear kernels reuse each
+ * decoded weight tile many times, and few enough that the chunk buffers
+ * stay under 20 MB for klein.
  *
  * Element-wise work is done in passes over rows that fuse what a row needs
  * (LayerNorm with modulation; gate with residual; QK RMSNorm with RoPE), in
@@ -31,7 +32,7 @@
 
 /* The workspace: offsets in floats. */
 typedef struct {
-  guint64 h, qkv, cat, xr, ur, yr, cos_t, sin_t;
+  guint64 h, qkv, att, xr, ur, cr, yr, cos_t, sin_t;
   guint64 temb, vec, svec, mod_img, mod_txt, mod_single, mod_final;
   guint64 total;
 } Layout;
@@ -55,9 +56,10 @@ layout_for (const BnFlux2Config *c, int64_t n_tok, int64_t chunk, Layout *l)
 #define TAKE(field, n) (l->field = at, at += (n))
   TAKE (h, s * d);
   TAKE (qkv, s * 3 * d);
-  TAKE (cat, s * (d + m));
+  TAKE (att, s * d);
   TAKE (xr, r * d);
-  TAKE (ur, r * (3 * d + 2 * m)); /* widest chunk output: single-block linear1 */
+  TAKE (ur, r * 2 * m);
+  TAKE (cr, r * (d + m));
   TAKE (yr, r * d);
   TAKE (cos_t, s * half);
   TAKE (sin_t, s * half);
@@ -89,12 +91,13 @@ typedef struct {
   BnThreadPool *pool;
   int64_t n_txt, n_tok;
   int64_t chunk;  /* tokens per chunk */
-  int64_t ld_qkv, ld_cat;
+  int64_t ld_qkv;
   float *h;       /* [n_tok, dim] residual stream: text, then image tokens */
   float *qkv;     /* [n_tok, 3·dim] q, k, v after QK norm and RoPE */
-  float *cat;     /* [n_tok, dim + mlp_hidden] attention output ⊕ SwiGLU */
+  float *att;     /* [n_tok, dim] attention output */
   float *xr;      /* [chunk, dim] modulated LayerNorm of a chunk */
-  float *ur;      /* [chunk, ≤ 3·dim + 2·mlp_hidden] wide linear outputs */
+  float *ur;      /* [chunk, 2·mlp_hidden] SwiGLU inputs: gate, up */
+  float *cr;      /* [chunk, dim + mlp_hidden] single-block linear2 input */
   float *yr;      /* [chunk, dim] projections before gating */
   float *cos_t, *sin_t; /* [n_tok, head_dim/2] RoPE tables */
 } Fwd;
@@ -187,29 +190,20 @@ typedef struct {
   const Fwd *f;
   int64_t row0;     /* first token of the chunk */
   const float *q_norm, *k_norm;
-  const float *u;   /* single blocks: the chunk's linear1 output; else NULL */
 } QkvJob;
 
-/* Finishes q, k, v of tokens row0 + [begin, end): for single blocks, takes
- * q|k|v out of linear1's output and writes the SwiGLU of its MLP part into
- * `cat`; then RMS-normalises every head of q and k and rotates them. */
+/* Finishes q and k of tokens row0 + [begin, end): RMS-normalises every
+ * head, then rotates it. */
 static void
 qkv_rows (void *ctx, int64_t begin, int64_t end, int thread)
 {
   const QkvJob *j = ctx;
   const Fwd *f = j->f;
   const BnFlux2Config *c = f->c;
-  int64_t d = c->dim, m = c->mlp_hidden, ldu = 3 * d + 2 * m;
+  int64_t d = c->dim;
   for (int64_t r = begin; r < end; r++)
     {
       float *row = f->qkv + (j->row0 + r) * f->ld_qkv;
-      if (j->u)
-        {
-          const float *u = j->u + r * ldu;
-          memcpy (row, u, (size_t) (3 * d) * sizeof (float));
-          bn_swiglu (u + 3 * d, u + 3 * d + m,
-                     f->cat + (j->row0 + r) * f->ld_cat + d, m);
-        }
       bn_rmsnorm_rows (row, c->n_heads, c->head_dim, c->head_dim, j->q_norm, c->eps);
       bn_rmsnorm_rows (row + d, c->n_heads, c->head_dim, c->head_dim, j->k_norm, c->eps);
     }
@@ -222,13 +216,34 @@ qkv_rows (void *ctx, int64_t begin, int64_t end, int thread)
 
 static void
 finish_qkv (const Fwd *f, int64_t row0, int64_t rows, const float *q_norm,
-            const float *k_norm, const float *u)
+            const float *k_norm)
 {
-  QkvJob j = { f, row0, q_norm, k_norm, u };
+  QkvJob j = { f, row0, q_norm, k_norm };
   bn_parallel_for (f->pool, rows, qkv_rows, &j);
 }
 
-/* Joint attention over all tokens: q|k|v → the first dim columns of cat. */
+typedef struct {
+  const Fwd *f;
+  int64_t row0;
+} CatJob;
+
+/* The single block's linear2 input for tokens row0 + [begin, end): their
+ * attention output, then the SwiGLU of their MLP features. */
+static void
+cat_rows (void *ctx, int64_t begin, int64_t end, int thread)
+{
+  const CatJob *j = ctx;
+  const Fwd *f = j->f;
+  int64_t d = f->c->dim, m = f->c->mlp_hidden;
+  for (int64_t r = begin; r < end; r++)
+    {
+      float *row = f->cr + r * (d + m);
+      memcpy (row, f->att + (j->row0 + r) * d, (size_t) d * sizeof (float));
+      bn_swiglu (f->ur + r * 2 * m, f->ur + r * 2 * m + m, row + d, m);
+    }
+}
+
+/* Joint attention over all tokens: q|k|v → att. */
 static void
 attention (const Fwd *f)
 {
@@ -239,7 +254,7 @@ attention (const Fwd *f)
     .q = f->qkv, .ldq = f->ld_qkv,
     .k = f->qkv + c->dim, .ldk = f->ld_qkv,
     .v = f->qkv + 2 * c->dim, .ldv = f->ld_qkv,
-    .out = f->cat, .ldo = f->ld_cat,
+    .out = f->att, .ldo = c->dim,
     .scale = (float) (1.0 / sqrt ((double) c->head_dim)),
   };
   bn_attention (f->pool, &a);
@@ -261,7 +276,7 @@ stream_qkv (const Fwd *f, const BnFlux2Stream *s, const float *mod,
       for (int j = 0; j < s->n_qkv; j++)
         bn_linear (f->pool, &s->qkv[j], f->xr, rows, d,
                    f->qkv + r0 * f->ld_qkv + j * width, f->ld_qkv);
-      finish_qkv (f, r0, rows, s->q_norm, s->k_norm, NULL);
+      finish_qkv (f, r0, rows, s->q_norm, s->k_norm);
     }
 }
 
@@ -275,7 +290,7 @@ stream_update (const Fwd *f, const BnFlux2Stream *s, const float *mod,
     {
       int64_t rows = MIN (f->chunk, end - r0);
       float *h = f->h + r0 * d;
-      bn_linear (f->pool, &s->proj, f->cat + r0 * f->ld_cat, rows, f->ld_cat, f->yr, d);
+      bn_linear (f->pool, &s->proj, f->att + r0 * d, rows, d, f->yr, d);
       gate_residual (f, h, rows, mod + 2 * d);
       ln_mod (f, h, rows, mod + 3 * d, mod + 4 * d, f->xr);
       bn_linear (f->pool, &s->mlp_in, f->xr, rows, d, f->ur, 2 * m);
@@ -309,14 +324,21 @@ single_block (const Fwd *f, const BnFlux2SingleBlock *b, const float *mod)
     {
       int64_t rows = MIN (f->chunk, f->n_tok - r0);
       ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
-      bn_linear (f->pool, &b->linear1, f->xr, rows, d, f->ur, 3 * d + 2 * m);
-      finish_qkv (f, r0, rows, b->q_norm, b->k_norm, f->ur);
+      bn_linear (f->pool, &b->linear1_qkv, f->xr, rows, d,
+                 f->qkv + r0 * f->ld_qkv, f->ld_qkv);
+      finish_qkv (f, r0, rows, b->q_norm, b->k_norm);
     }
   attention (f);
+  /* A chunk's LayerNorm is recomputed: h changes only in the chunk's own
+   * update, after it. */
   for (int64_t r0 = 0; r0 < f->n_tok; r0 += f->chunk)
     {
       int64_t rows = MIN (f->chunk, f->n_tok - r0);
-      bn_linear (f->pool, &b->linear2, f->cat + r0 * f->ld_cat, rows, f->ld_cat, f->yr, d);
+      ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
+      bn_linear (f->pool, &b->linear1_mlp, f->xr, rows, d, f->ur, 2 * m);
+      CatJob cj = { f, r0 };
+      bn_parallel_for (f->pool, rows, cat_rows, &cj);
+      bn_linear (f->pool, &b->linear2, f->cr, rows, d + m, f->yr, d);
       gate_residual (f, f->h + r0 * d, rows, mod + 2 * d);
     }
 }
@@ -406,9 +428,9 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
   Fwd f = {
     .c = c, .pool = pool, .n_txt = in->n_txt, .n_tok = n_tok,
     .chunk = chunk_of (in->chunk_rows),
-    .ld_qkv = 3 * d, .ld_cat = d + c->mlp_hidden,
-    .h = ws + l.h, .qkv = ws + l.qkv, .cat = ws + l.cat,
-    .xr = ws + l.xr, .ur = ws + l.ur, .yr = ws + l.yr,
+    .ld_qkv = 3 * d,
+    .h = ws + l.h, .qkv = ws + l.qkv, .att = ws + l.att,
+    .xr = ws + l.xr, .ur = ws + l.ur, .cr = ws + l.cr, .yr = ws + l.yr,
     .cos_t = ws + l.cos_t, .sin_t = ws + l.sin_t,
   };
 

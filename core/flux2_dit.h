@@ -72,6 +72,8 @@ typedef struct {
 
 typedef struct {
   BnTensor linear1;     /* [3·dim + 2·mlp_hidden, dim]: q, k, v, gate, up */
+  BnTensor linear1_qkv; /* its first 3·dim rows (a view) */
+  BnTensor linear1_mlp; /* its last 2·mlp_hidden rows (a view) */
   BnTensor linear2;     /* [dim, dim + mlp_hidden]: attention ⊕ SwiGLU */
   const float *q_norm;
   const float *k_norm;

@@ -338,6 +338,25 @@ bind_norm (Binder *b, const char *fmt, int block, const float **out,
   return TRUE;
 }
 
+/* Rows [r0, r0 + n) of a 2-D dense or packed tensor, as a view. */
+static void
+row_slice (const BnTensor *w, int64_t r0, int64_t n, BnTensor *out)
+{
+  *out = *w;
+  out->owned = NULL;
+  out->shape[0] = n;
+  int64_t k = w->shape[1];
+  if (!bn_dtype_is_packed (w->dtype))
+    {
+      out->data = (char *) w->data + (size_t) (r0 * k) * bn_dtype_size (w->dtype);
+      return;
+    }
+  size_t group_bytes = (size_t) (r0 * (k / w->group_size)) * bn_dtype_size (w->scale_dtype);
+  out->data = (char *) w->data + (size_t) (r0 * (k * bn_dtype_bits (w->dtype) / 32)) * 4;
+  out->scales = (const char *) w->scales + group_bytes;
+  out->biases = (const char *) w->biases + group_bytes;
+}
+
 static gboolean
 bind_stream (Binder *b, const StreamNames *names, int block, BnFlux2Stream *s,
              GError **error)
@@ -391,6 +410,9 @@ bind_all (BnFlux2Dit *dit, const NameScheme *ns, Binder *b, GError **error)
           || !bind_norm (b, ns->single_q_norm, i, &s->q_norm, error)
           || !bind_norm (b, ns->single_k_norm, i, &s->k_norm, error))
         return FALSE;
+      /* The forward runs linear1's q|k|v and MLP rows in separate passes. */
+      row_slice (&s->linear1, 0, 3 * d, &s->linear1_qkv);
+      row_slice (&s->linear1, 3 * d, 2 * m, &s->linear1_mlp);
     }
   return TRUE;
 }

@@ -829,7 +829,7 @@ test_workspace (void)
   g_test_message ("klein workspace: %.1f MB at 512x512, %.1f MB at 1024x1024",
                   s512 / 1e6, s1024 / 1e6);
   g_assert_cmpuint (s512, >, 0);
-  g_assert_cmpuint (s512, <, 180000000);
+  g_assert_cmpuint (s512, <, 130000000);
   g_assert_cmpuint (s1024, <, 3 * s512 + 20000000);
   g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, 0, 0), ==, 0);
   g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, G_MAXINT64, 0), ==, 0);
