@@ -33,7 +33,7 @@
 /* The workspace: offsets in floats. */
 typedef struct {
   guint64 h, qkv, att, xr, ur, cr, yr, cos_t, sin_t;
-  guint64 temb, vec, svec, mod_img, mod_txt, mod_single, mod_final;
+  guint64 temb, hid, svec, mod_img, mod_txt, mod_single, mod_final;
   guint64 total;
 } Layout;
 
@@ -64,7 +64,7 @@ layout_for (const BnFlux2Config *c, int64_t n_tok, int64_t chunk, Layout *l)
   TAKE (cos_t, s * half);
   TAKE (sin_t, s * half);
   TAKE (temb, (guint64) c->time_channels);
-  TAKE (vec, d);
+  TAKE (hid, d);
   TAKE (svec, d);
   TAKE (mod_img, 6 * d);
   TAKE (mod_txt, 6 * d);
@@ -72,7 +72,7 @@ layout_for (const BnFlux2Config *c, int64_t n_tok, int64_t chunk, Layout *l)
   TAKE (mod_final, 2 * d);
 #undef TAKE
   l->total = at;
-  /* Config bounds (flux2_dit_load.c) keep `at` below 2^45 floats. */
+  /* Config bounds (flux2_dit_load.c) keep `at` below 2^46 floats. */
   return at <= G_MAXSIZE / sizeof (float);
 }
 
@@ -122,6 +122,7 @@ ln_mod_rows (void *ctx, int64_t begin, int64_t end, int thread)
     {
       const float *x = j->x + r * n;
       float *y = j->y + r * n;
+      /* Two passes in double: the mean and variance torch's LayerNorm gets. */
       double sum = 0, sq = 0;
       for (int64_t i = 0; i < n; i++)
         sum += x[i];
@@ -170,20 +171,21 @@ gate_residual (const Fwd *f, float *h, int64_t rows, const float *gate)
 }
 
 typedef struct {
-  const float *u;   /* rows of [gate | up], row stride ldu */
-  int64_t ldu;
-  float *out;       /* row stride ldo; may be u itself (then ldo = ldu) */
-  int64_t ldo;
+  float *u;         /* rows of [gate | up], 2·m values each */
   int64_t m;
 } SwigluJob;
 
+/* gate = silu(gate)·up in place, per row; the next linear reads the first
+ * m values of each row. */
 static void
 swiglu_rows (void *ctx, int64_t begin, int64_t end, int thread)
 {
   const SwigluJob *j = ctx;
   for (int64_t r = begin; r < end; r++)
-    bn_swiglu (j->u + r * j->ldu, j->u + r * j->ldu + j->m,
-               j->out + r * j->ldo, j->m);
+    {
+      float *u = j->u + r * 2 * j->m;
+      bn_swiglu (u, u + j->m, u, j->m);
+    }
 }
 
 typedef struct {
@@ -294,7 +296,7 @@ stream_update (const Fwd *f, const BnFlux2Stream *s, const float *mod,
       gate_residual (f, h, rows, mod + 2 * d);
       ln_mod (f, h, rows, mod + 3 * d, mod + 4 * d, f->xr);
       bn_linear (f->pool, &s->mlp_in, f->xr, rows, d, f->ur, 2 * m);
-      SwigluJob sw = { f->ur, 2 * m, f->ur, 2 * m, m };
+      SwigluJob sw = { f->ur, m };
       bn_parallel_for (f->pool, rows, swiglu_rows, &sw);
       bn_linear (f->pool, &s->mlp_out, f->ur, rows, 2 * m, f->yr, d);
       gate_residual (f, h, rows, mod + 5 * d);
@@ -434,15 +436,15 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
     .cos_t = ws + l.cos_t, .sin_t = ws + l.sin_t,
   };
 
-  /* Conditioning vector and the modulations every block shares. */
-  float *temb = ws + l.temb, *vec = ws + l.vec, *svec = ws + l.svec;
+  /* The modulations every block shares, from the conditioning vector,
+   * which each of them (and the final layer's) takes through SiLU first. */
+  float *temb = ws + l.temb, *hid = ws + l.hid, *svec = ws + l.svec;
   float *mod_img = ws + l.mod_img, *mod_txt = ws + l.mod_txt;
   float *mod_single = ws + l.mod_single, *mod_final = ws + l.mod_final;
   timestep_embedding (in->t, c->time_channels, temb);
-  bn_linear (pool, &dit->time_in, temb, 1, c->time_channels, svec, d);
-  bn_silu (svec, d);
-  bn_linear (pool, &dit->time_out, svec, 1, d, vec, d);
-  memcpy (svec, vec, (size_t) d * sizeof (float));
+  bn_linear (pool, &dit->time_in, temb, 1, c->time_channels, hid, d);
+  bn_silu (hid, d);
+  bn_linear (pool, &dit->time_out, hid, 1, d, svec, d);
   bn_silu (svec, d);
   bn_linear (pool, &dit->mod_img, svec, 1, d, mod_img, 6 * d);
   bn_linear (pool, &dit->mod_txt, svec, 1, d, mod_txt, 6 * d);

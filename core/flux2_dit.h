@@ -98,7 +98,7 @@ typedef struct {
 } BnFlux2Dit;
 
 /* Builds the model over `st`, which it takes (freed with the model, or at
- * once on failure).  Tensor names are detected (diffusers `x_embedder` or
+ * once on failure), for `cfg` as bn_flux2_config_parse made it.  Tensor names are detected (diffusers `x_embedder` or
  * BFL `img_in`); every shape is checked against `cfg` and a missing or
  * misshapen tensor fails naming it.  `quant` (may be NULL: no packed layers)
  * describes MLX-packed linears.  Returns a new model (bn_flux2_dit_free). */

@@ -39,6 +39,15 @@ parse_object (JsonParser *parser, const char *json, gssize len,
   return json_node_get_object (root);
 }
 
+/* diffusers writes arguments left at their default as null ("out_channels":
+ * null), so a null member counts as absent. */
+static gboolean
+given (JsonObject *obj, const char *key)
+{
+  JsonNode *n = json_object_get_member (obj, key);
+  return n && !JSON_NODE_HOLDS_NULL (n);
+}
+
 static gboolean
 value_of_type (JsonObject *obj, const char *key, GType type)
 {
@@ -51,7 +60,7 @@ static gboolean
 get_int (JsonObject *obj, const char *key, int def, int lo, int hi,
          const char *origin, int *out, GError **error)
 {
-  if (!json_object_has_member (obj, key) && def >= lo)
+  if (!given (obj, key) && def >= lo)
     {
       *out = def;
       return TRUE;
@@ -75,7 +84,7 @@ get_positive (JsonObject *obj, const char *key, double def,
               const char *origin, double *out, GError **error)
 {
   double v = def;
-  if (json_object_has_member (obj, key))
+  if (given (obj, key))
     {
       if (value_of_type (obj, key, G_TYPE_DOUBLE))
         v = json_object_get_double_member (obj, key);
@@ -99,7 +108,7 @@ get_axes (JsonObject *obj, const char *origin, BnFlux2Config *cfg,
           GError **error)
 {
   const char *key = "axes_dims_rope";
-  if (!json_object_has_member (obj, key))
+  if (!given (obj, key))
     {
       cfg->n_axes = 4; /* diffusers' default (32, 32, 32, 32) */
       for (int a = 0; a < 4; a++)

@@ -658,6 +658,15 @@ test_config (void)
   g_assert_cmpint (cfg.time_channels, ==, 256);
   g_assert_cmpfloat (cfg.rope_theta, ==, 2000.0);
   g_assert_cmpfloat (cfg.eps, ==, 1e-6f);
+  /* diffusers writes defaults as null. */
+  g_assert_true (bn_flux2_config_parse ("{" BASE ", \"axes_dims_rope\": [16, 16], "
+                                        "\"out_channels\": null, \"eps\": null, "
+                                        "\"_class_name\": \"Flux2Transformer2DModel\"}",
+                                        -1, "test.json", &cfg, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (cfg.out_channels, ==, 32);
+  g_assert_cmpint (cfg.n_axes, ==, 2);
+  g_assert_cmpfloat (cfg.eps, ==, 1e-6f);
 
   expect_config_error ("{" BASE "}", "axes_dims_rope"); /* default 4 × 32 ≠ 32 */
   expect_config_error ("{" BASE ", \"axes_dims_rope\": [8, 8, 8, 7]}", "axes_dims_rope");
