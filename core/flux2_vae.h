@@ -88,8 +88,9 @@ typedef struct {
    * share at least `overlap` latent pixels (0 <= overlap < tile). */
   int tile;
   int overlap;
-  /* Set by the call: the most bytes of activations and convolution
-   * workspace it held at once (small per-channel arrays not counted). */
+  /* Set by the call: the most bytes of activations, convolution workspace
+   * and attention packing (2·n·c floats) it held at once; small arrays
+   * (per channel, per row) are not counted. */
   size_t peak_bytes;
 } BnVaeOptions;
 

@@ -24,6 +24,9 @@
 #define NORM_EPS 1e-6f
 /* Floats of the staging buffer of an in-place 1×1 shortcut. */
 #define SHORTCUT_FLOATS (512 * 1024)
+/* Bytes bn_attention allocates for its packed copies of K and V (n keys of
+ * c), as counted in the peak. */
+#define ATTENTION_PACK(n, c) ((size_t) (2 * (n) * (c)) * sizeof (float))
 
 typedef struct {
   BnThreadPool *pool;
@@ -251,6 +254,7 @@ attention_forward (Run *r, const BnVaeAttention *a, Act *x, GError **error)
         .out = t.d, .ldo = c,
         .scale = (float) (1.0 / sqrt ((double) c)),
       };
+      run_note (r, ATTENTION_PACK (n, c));
       bn_attention (r->pool, &at);
       bn_conv1x1 (r->pool, &a->out.w, a->out.b, t.d, n, q.d);
       for (int64_t i = 0; i < n * c; i++)
@@ -620,6 +624,7 @@ plan_mid (Plan *p, const BnVaeConfig *cfg, int64_t c, int64_t h, int64_t w)
   if (cfg->mid_block_add_attention)
     {
       plan_alloc (p, 4 * h * w * c);
+      p->peak = MAX (p->peak, p->live + ATTENTION_PACK (h * w, c));
       plan_free (p, 4 * h * w * c);
     }
   plan_resnet (p, c, c, h, w);
