@@ -53,7 +53,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
 fi
 if ninja -C build-fuzz; then
   for fuzzer in build-fuzz/tests/fuzz/fuzz-*; do
-    [ -x "$fuzzer" ] || continue
+    [ -f "$fuzzer" ] && [ -x "$fuzzer" ] || continue  # not the .p folders
     name=$(basename "$fuzzer")
     corpus=tests/fuzz/corpus-${name#fuzz-}
     work=$(mktemp -d)
