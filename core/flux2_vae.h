@@ -10,10 +10,10 @@
  * im2col rows, see conv2d.h); only biases, norms and the batch-norm
  * statistics are copied to f32.
  *
- * Large latents are decoded in overlapping tiles that are blended linearly,
- * which bounds memory; the mid-block attention and the group norms then see
- * one tile rather than the whole image, so a tiled decode differs slightly
- * from an untiled one.
+ * Large latents are decoded (and large images encoded) in overlapping tiles
+ * that are blended linearly, which bounds memory; the mid-block attention
+ * and the group norms then see one tile rather than the whole image, so a
+ * tiled result differs slightly from an untiled one.
  */
 #ifndef BN_FLUX2_VAE_H
 #define BN_FLUX2_VAE_H
@@ -80,12 +80,13 @@ typedef struct {
    * nonzero with g_atomic_int_set; the work then stops between layers or
    * tiles with BONSAI_ERROR_CANCELLED. */
   const gint *cancel;
-  /* NULL, or called after each decoded tile (an untiled decode is one). */
+  /* NULL, or called after each tile (an untiled call is one). */
   BnVaeProgress progress;
   gpointer progress_data;
-  /* Decode in tiles of at most tile × tile latent pixels when the latent is
+  /* Work in tiles of at most tile × tile latent pixels when the latent is
    * larger than that along either axis; 0: never tile.  Neighbouring tiles
-   * share at least `overlap` latent pixels (0 <= overlap < tile). */
+   * share at least `overlap` latent pixels (0 <= overlap < tile).  Tiles
+   * are equal and spread evenly, the fewest that satisfy both. */
   int tile;
   int overlap;
   /* Set by the call: the most bytes of activations, convolution workspace
@@ -102,8 +103,9 @@ gboolean bn_vae_decode (const BnVae *vae, const float *z, int64_t h,
                         int64_t w, float *image, BnVaeOptions *opt,
                         GError **error);
 /* The encoder's mean for image [in_channels, h, w], into
- * mean [latent_channels, ho, wo] (bn_vae_encoded_size).  Tiling options are
- * ignored.  opt may be NULL. */
+ * mean [latent_channels, ho, wo] (bn_vae_encoded_size).  Tiled like a
+ * decode of the ho × wo latent when h and w are multiples of s (else
+ * whole).  opt may be NULL. */
 gboolean bn_vae_encode_mean (const BnVae *vae, const float *image, int64_t h,
                              int64_t w, float *mean, BnVaeOptions *opt,
                              GError **error);

@@ -320,6 +320,39 @@ decode_whole (Run *r, const BnVae *vae, const float *z, int64_t h, int64_t w,
   return ok;
 }
 
+/* mean [latent, h/s, w/s] = encoder mean of image [in, h, w], untiled
+ * (h, w checked by the caller). */
+static gboolean
+encode_whole (Run *r, const BnVae *vae, const float *image, int64_t h,
+              int64_t w, float *mean, GError **error)
+{
+  const BnVaeConfig *cfg = &vae->cfg;
+  const BnVaeCoder *cd = &vae->enc;
+  Act x;
+  if (!act_alloc (r, &x, h, w, cfg->in_channels, error))
+    return FALSE;
+  bn_latent_to_tokens (image, x.c, h * w, x.d);
+  /* Without quant_conv the mean rows of conv_out are all that is needed;
+   * with it, all of conv_out feeds quant_conv's mean rows. */
+  const BnVaeConv *last = cfg->use_quant_conv ? &cd->conv_out : &vae->mean_out;
+  gboolean ok
+      = conv_replace (r, &cd->conv_in, BN_CONV_SAME, NULL, &x, error)
+        && levels_forward (r, vae, cd, BN_CONV_DOWN2, &x, error)
+        && mid_forward (r, cd, &x, error)
+        && !cancelled (r, error)
+        && conv_replace (r, last, BN_CONV_SAME, &cd->norm_out, &x, error)
+        && (!cfg->use_quant_conv
+            || linear_replace (r, &vae->mean_out, &x, error));
+  if (ok)
+    bn_latent_from_tokens (x.d, x.c, x.h * x.w, mean);
+  act_free (r, &x);
+  return ok;
+}
+
+/* A whole pass: `in` [.., ih, iw] → `out`. */
+typedef gboolean (*Pass) (Run *r, const BnVae *vae, const float *in,
+                          int64_t ih, int64_t iw, float *out, GError **error);
+
 /* ---- tiles ------------------------------------------------------------- */
 
 /* Tiles along one latent axis of `len`: n tiles of `size` at `start[i]`,
@@ -392,52 +425,70 @@ tile_axis_clear (TileAxis *ax)
   g_free (ax->weight);
 }
 
+/* Runs `pass` over tiles of the latent grid (h × w latent pixels) and
+ * blends the tile outputs into `out` [out_c, h·out_s, w·out_s]; the input
+ * is [in_c, h·in_s, w·in_s].  Decoding has in_s 1 and out_s s, encoding the
+ * reverse. */
 static gboolean
-decode_tiled (Run *r, const BnVae *vae, const float *z, int64_t h,
-              int64_t w, float *image, const BnVaeOptions *opt,
-              GError **error)
+run_tiled (Run *r, const BnVae *vae, Pass pass, const float *in, int64_t in_c,
+           int in_s, float *out, int64_t out_c, int out_s, int64_t h,
+           int64_t w, const BnVaeOptions *opt, GError **error)
 {
-  const BnVaeConfig *cfg = &vae->cfg;
-  int s = bn_vae_scale (cfg);
-  int64_t lc = cfg->latent_channels, oc = cfg->out_channels;
-  int64_t H = h * s, W = w * s;
   TileAxis ay, ax;
-  tile_axis (h, opt->tile, opt->overlap, s, &ay);
-  tile_axis (w, opt->tile, opt->overlap, s, &ax);
-  int64_t th = ay.size, tw = ax.size, TH = th * s, TW = tw * s;
-  memset (image, 0, (size_t) (oc * H * W) * sizeof (float));
-  float *zt = run_alloc (r, lc * th * tw, error);
-  float *it = zt ? run_alloc (r, oc * TH * TW, error) : NULL;
-  gboolean ok = it != NULL;
+  tile_axis (h, opt->tile, opt->overlap, out_s, &ay);
+  tile_axis (w, opt->tile, opt->overlap, out_s, &ax);
+  int64_t ih = h * in_s, iw = w * in_s, oh = h * out_s, ow = w * out_s;
+  int64_t tih = ay.size * in_s, tiw = ax.size * in_s;
+  int64_t toh = ay.size * out_s, tow = ax.size * out_s;
+  memset (out, 0, (size_t) (out_c * oh * ow) * sizeof (float));
+  float *ti = run_alloc (r, in_c * tih * tiw, error);
+  float *to = ti ? run_alloc (r, out_c * toh * tow, error) : NULL;
+  gboolean ok = to != NULL;
   int total = (int) (ay.n * ax.n), done = 0;
   for (int64_t i = 0; ok && i < ay.n; i++)
     for (int64_t j = 0; ok && j < ax.n; j++)
       {
-        int64_t y0 = ay.start[i], x0 = ax.start[j];
-        for (int64_t c = 0; c < lc; c++)
-          for (int64_t y = 0; y < th; y++)
-            memcpy (zt + (c * th + y) * tw, z + (c * h + y0 + y) * w + x0,
-                    (size_t) tw * sizeof (float));
-        ok = !cancelled (r, error)
-             && decode_whole (r, vae, zt, th, tw, it, error);
+        int64_t iy0 = ay.start[i] * in_s, ix0 = ax.start[j] * in_s;
+        for (int64_t c = 0; c < in_c; c++)
+          for (int64_t y = 0; y < tih; y++)
+            memcpy (ti + (c * tih + y) * tiw, in + (c * ih + iy0 + y) * iw + ix0,
+                    (size_t) tiw * sizeof (float));
+        ok = !cancelled (r, error) && pass (r, vae, ti, tih, tiw, to, error);
         if (!ok)
           break;
-        const float *wy = ay.weight + i * TH, *wx = ax.weight + j * TW;
-        for (int64_t c = 0; c < oc; c++)
-          for (int64_t y = 0; y < TH; y++)
+        int64_t oy0 = ay.start[i] * out_s, ox0 = ax.start[j] * out_s;
+        const float *wy = ay.weight + i * toh, *wx = ax.weight + j * tow;
+        for (int64_t c = 0; c < out_c; c++)
+          for (int64_t y = 0; y < toh; y++)
             {
-              float *dst = image + (c * H + y0 * s + y) * W + x0 * s;
-              const float *src = it + (c * TH + y) * TW;
-              for (int64_t x = 0; x < TW; x++)
+              float *dst = out + (c * oh + oy0 + y) * ow + ox0;
+              const float *src = to + (c * toh + y) * tow;
+              for (int64_t x = 0; x < tow; x++)
                 dst[x] += wy[y] * wx[x] * src[x];
             }
         if (opt->progress)
           opt->progress (++done, total, opt->progress_data);
       }
-  run_free (r, it, oc * TH * TW);
-  run_free (r, zt, lc * th * tw);
+  run_free (r, to, out_c * toh * tow);
+  run_free (r, ti, in_c * tih * tiw);
   tile_axis_clear (&ay);
   tile_axis_clear (&ax);
+  return ok;
+}
+
+/* Whole, or in tiles when the latent exceeds the tile. */
+static gboolean
+run_pass (Run *r, const BnVae *vae, Pass pass, const float *in, int64_t in_c,
+          int in_s, float *out, int64_t out_c, int out_s, int64_t h,
+          int64_t w, const BnVaeOptions *opt, GError **error)
+{
+  if (opt->tile > 0 && (h > opt->tile || w > opt->tile))
+    return run_tiled (r, vae, pass, in, in_c, in_s, out, out_c, out_s, h, w,
+                      opt, error);
+  gboolean ok = !cancelled (r, error)
+                && pass (r, vae, in, h * in_s, w * in_s, out, error);
+  if (ok && opt->progress)
+    opt->progress (1, 1, opt->progress_data);
   return ok;
 }
 
@@ -477,6 +528,18 @@ check_size (const char *what, int64_t h, int64_t w, int64_t max,
   return FALSE;
 }
 
+static gboolean
+check_tiling (const BnVaeOptions *opt, GError **error)
+{
+  if (opt->tile >= 0 && opt->overlap >= 0
+      && (opt->tile == 0 || opt->overlap < opt->tile))
+    return TRUE;
+  g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
+               "VAE: tile %d with overlap %d: need 0 <= overlap < tile (or "
+               "tile 0 for no tiling)", opt->tile, opt->overlap);
+  return FALSE;
+}
+
 gboolean
 bn_vae_decode (const BnVae *vae, const float *z, int64_t h, int64_t w,
                float *image, BnVaeOptions *opt, GError **error)
@@ -484,29 +547,15 @@ bn_vae_decode (const BnVae *vae, const float *z, int64_t h, int64_t w,
   BnVaeOptions defaults = BN_VAE_OPTIONS_INIT;
   if (!opt)
     opt = &defaults;
-  int s = bn_vae_scale (&vae->cfg);
-  if (!check_size ("a latent", h, w, MAX_SIDE / s, error))
+  const BnVaeConfig *cfg = &vae->cfg;
+  int s = bn_vae_scale (cfg);
+  if (!check_size ("a latent", h, w, MAX_SIDE / s, error)
+      || !check_tiling (opt, error))
     return FALSE;
-  if (opt->tile < 0 || opt->overlap < 0
-      || (opt->tile > 0 && opt->overlap >= opt->tile))
-    {
-      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
-                   "VAE: tile %d with overlap %d: need 0 <= overlap < tile "
-                   "(or tile 0 for no tiling)", opt->tile, opt->overlap);
-      return FALSE;
-    }
   Run r;
   run_init (&r, vae, opt);
-  gboolean ok;
-  if (opt->tile > 0 && (h > opt->tile || w > opt->tile))
-    ok = decode_tiled (&r, vae, z, h, w, image, opt, error);
-  else
-    {
-      ok = !cancelled (&r, error)
-           && decode_whole (&r, vae, z, h, w, image, error);
-      if (ok && opt->progress)
-        opt->progress (1, 1, opt->progress_data);
-    }
+  gboolean ok = run_pass (&r, vae, decode_whole, z, cfg->latent_channels, 1,
+                          image, cfg->out_channels, s, h, w, opt, error);
   opt->peak_bytes = r.peak;
   run_clear (&r);
   return ok;
@@ -520,8 +569,10 @@ bn_vae_encode_mean (const BnVae *vae, const float *image, int64_t h,
   if (!opt)
     opt = &defaults;
   const BnVaeConfig *cfg = &vae->cfg;
+  int s = bn_vae_scale (cfg);
   int64_t ho, wo;
-  if (!check_size ("an image", h, w, MAX_SIDE, error))
+  if (!check_size ("an image", h, w, MAX_SIDE, error)
+      || !check_tiling (opt, error))
     return FALSE;
   if (!bn_vae_encoded_size (cfg, h, w, &ho, &wo))
     {
@@ -531,29 +582,20 @@ bn_vae_encode_mean (const BnVae *vae, const float *image, int64_t h,
                    cfg->n_levels - 1);
       return FALSE;
     }
-  const BnVaeCoder *cd = &vae->enc;
   Run r;
   run_init (&r, vae, opt);
-  Act x;
-  gboolean ok = act_alloc (&r, &x, h, w, cfg->in_channels, error);
-  if (ok)
+  gboolean ok;
+  /* Tiles sit on the latent grid, so only images of whole latent pixels
+   * are tiled. */
+  if (h == ho * s && w == wo * s)
+    ok = run_pass (&r, vae, encode_whole, image, cfg->in_channels, s, mean,
+                   cfg->latent_channels, 1, ho, wo, opt, error);
+  else
     {
-      bn_latent_to_tokens (image, x.c, h * w, x.d);
-      /* Without quant_conv the mean rows of conv_out are all that is
-       * needed; with it, all of conv_out feeds quant_conv's mean rows. */
-      const BnVaeConv *last
-          = cfg->use_quant_conv ? &cd->conv_out : &vae->mean_out;
-      ok = !cancelled (&r, error)
-           && conv_replace (&r, &cd->conv_in, BN_CONV_SAME, NULL, &x, error)
-           && levels_forward (&r, vae, cd, BN_CONV_DOWN2, &x, error)
-           && mid_forward (&r, cd, &x, error)
-           && !cancelled (&r, error)
-           && conv_replace (&r, last, BN_CONV_SAME, &cd->norm_out, &x, error)
-           && (!cfg->use_quant_conv
-               || linear_replace (&r, &vae->mean_out, &x, error));
-      if (ok)
-        bn_latent_from_tokens (x.d, x.c, ho * wo, mean);
-      act_free (&r, &x);
+      BnVaeOptions whole = *opt;
+      whole.tile = 0;
+      ok = run_pass (&r, vae, encode_whole, image, cfg->in_channels, 1, mean,
+                     cfg->latent_channels, 1, h, w, &whole, error);
     }
   opt->peak_bytes = r.peak;
   run_clear (&r);

@@ -473,6 +473,42 @@ test_tiled (void)
   g_assert_cmpfloat (sum_d, <=, 0.1 * sum_ref);
   g_assert_cmpfloat (d_max, <=, 0.25 * ref_mean);
 
+  /* Encoding the decoded image in tiles, likewise. */
+  size_t nm = (size_t) (cfg->latent_channels * h * w);
+  g_autofree float *mean = g_new (float, nm);
+  g_autofree float *mean_tiled = g_new (float, nm);
+  GError *error = NULL;
+  g_assert_true (bn_vae_encode_mean (vae, ref, h * s, w * s, mean, &whole,
+                                     &error));
+  g_assert_true (bn_vae_encode_mean (vae, ref, h * s, w * s, mean_tiled,
+                                     &tiled, &error));
+  g_assert_no_error (error);
+  sum_d = sum_ref = max_d = 0;
+  for (size_t i = 0; i < nm; i++)
+    {
+      sum_d += fabs ((double) mean_tiled[i] - mean[i]);
+      max_d = fmax (max_d, fabs ((double) mean_tiled[i] - mean[i]));
+      sum_ref += fabs (mean[i]);
+    }
+  g_test_message ("tiled encode of that image: mean |diff| %.4f = %.1f%% of "
+                  "mean |latent| %.4f, max |diff| %.4f",
+                  sum_d / nm, 100 * sum_d / sum_ref, sum_ref / nm, max_d);
+  g_assert_cmpfloat (sum_d, <=, 0.1 * sum_ref);
+
+  /* An image that is not whole latent pixels is encoded whole. */
+  const int64_t ph = 70, pw = 66;
+  g_autofree float *odd = random_values (cfg->in_channels * ph * pw, 9);
+  BnVaeOptions small = whole;
+  small.tile = 8;
+  small.overlap = 2;
+  g_assert_true (bn_vae_encode_mean (vae, odd, ph, pw, mean, &whole, &error));
+  g_assert_true (bn_vae_encode_mean (vae, odd, ph, pw, mean_tiled, &small,
+                                     &error));
+  g_assert_no_error (error);
+  size_t n_odd = (size_t) (cfg->latent_channels * (ph / s) * (pw / s));
+  g_assert_cmpmem (mean_tiled, n_odd * sizeof (float), mean,
+                   n_odd * sizeof (float));
+
   bn_thread_pool_free (pool);
   bn_vae_free (vae);
 }
@@ -649,6 +685,9 @@ test_bad_input (void)
   opt.tile = 2;
   opt.overlap = 2;
   g_assert_false (bn_vae_decode (vae, z, 4, 4, img, &opt, &error));
+  g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT);
+  g_clear_error (&error);
+  g_assert_false (bn_vae_encode_mean (vae, img, 16, 16, z, &opt, &error));
   g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT);
   g_clear_error (&error);
   /* Two downsamplings need at least 4 pixels a side. */
