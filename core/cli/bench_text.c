@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define N_TOKENS 512
 #define PROMPT_TOKENS 40 /* real tokens; the rest is padding, as in klein */
@@ -258,6 +259,17 @@ proc_status_kb (const char *key)
   return -1;
 }
 
+/* User + system CPU seconds of the process so far: on a shared machine the
+ * wall time alone says little. */
+static double
+cpu_seconds (void)
+{
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec
+         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 /* Resets VmHWM so that the peak measured is the encoder's, not the
  * generator's (Linux >= 4.0: "5" to clear_refs; a plain write, since /proc
  * takes no temporary file). */
@@ -335,8 +347,10 @@ bn_bench_text_encoder (int argc, char **argv)
       mask[i] = i < PROMPT_TOKENS;
     }
   BnTensor f;
+  double cpu0 = cpu_seconds ();
   gboolean ok = bn_qwen3_encode (m, pool, ids, mask, N_TOKENS, &f, &error);
   gint64 t2 = g_get_monotonic_time ();
+  double cpu = cpu_seconds () - cpu0;
   if (ok)
     {
       double sum = 0;
@@ -346,12 +360,12 @@ bn_bench_text_encoder (int argc, char **argv)
       printf ("text encoder (synthetic Qwen3-4B, MLX 4-bit g%d, layers 9/18/27 of 36)\n"
               "  threads         %d\n"
               "  open            %.2f s (RSS %.0f MiB)\n"
-              "  encode          %.2f s for %d tokens (%.1f tokens/s)\n"
+              "  encode          %.2f s for %d tokens (%.1f tokens/s), CPU %.2f s\n"
               "  features        [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "], mean |x| %.4g\n"
               "  peak RSS        %.0f MiB (VmHWM), after encode %.0f MiB\n"
               "  page dropping   %s\n",
               GROUP, bn_thread_pool_size (pool), (t1 - t0) / 1e6, rss_open / 1024.0,
-              (t2 - t1) / 1e6, N_TOKENS, N_TOKENS / ((t2 - t1) / 1e6),
+              (t2 - t1) / 1e6, N_TOKENS, N_TOKENS / ((t2 - t1) / 1e6), cpu,
               f.shape[0], f.shape[1], sum / (double) bn_tensor_numel (&f),
               proc_status_kb ("VmHWM") / 1024.0, proc_status_kb ("VmRSS") / 1024.0,
               keep_pages ? "off" : "on");
