@@ -112,7 +112,8 @@ gboolean bn_vae_encode_mean (const BnVae *vae, const float *image, int64_t h,
 
 /* The peak_bytes that bn_vae_decode reports for an h × w latent on
  * n_threads threads with these tiling settings — computed from the buffer
- * plan, without weights, e.g. to choose a tile size. */
+ * plan, without weights, e.g. to choose a tile size; 0 for settings that
+ * bn_vae_decode refuses. */
 size_t bn_vae_decode_peak_bytes (const BnVaeConfig *cfg, int64_t h, int64_t w,
                                  int n_threads, int tile, int overlap);
 

@@ -1,5 +1,5 @@
-/* flux2_vae_run.c — the FLUX.2 VAE's forward passes: decoder (whole or in
- * blended tiles) and encoder mean, on pixel-major activations (conv2d.h).
+/* flux2_vae_run.c — the FLUX.2 VAE's forward passes: decoder and encoder
+ * mean, whole or in blended tiles, on pixel-major activations (conv2d.h).
  *
  * Buffers are planned so that a level holds at most its input, one
  * intermediate and a few MB of convolution workspace per thread:
@@ -320,8 +320,8 @@ decode_whole (Run *r, const BnVae *vae, const float *z, int64_t h, int64_t w,
   return ok;
 }
 
-/* mean [latent, h/s, w/s] = encoder mean of image [in, h, w], untiled
- * (h, w checked by the caller). */
+/* mean [latent, ho, wo] = encoder mean of image [in, h, w], untiled (the
+ * caller checked that h and w survive the downsamplings). */
 static gboolean
 encode_whole (Run *r, const BnVae *vae, const float *image, int64_t h,
               int64_t w, float *mean, GError **error)
@@ -709,6 +709,11 @@ size_t
 bn_vae_decode_peak_bytes (const BnVaeConfig *cfg, int64_t h, int64_t w,
                           int n_threads, int tile, int overlap)
 {
+  BnVaeOptions opt = BN_VAE_OPTIONS_INIT;
+  opt.tile = tile;
+  opt.overlap = overlap;
+  if (h < 1 || w < 1 || !check_tiling (&opt, NULL))
+    return 0;
   Plan p = { MAX (n_threads, 1), 0, 0 };
   int s = bn_vae_scale (cfg);
   if (tile > 0 && (h > tile || w > tile))

@@ -542,6 +542,7 @@ test_peak_plan (void)
         }
       bn_thread_pool_free (pool);
     }
+  g_assert_cmpuint (bn_vae_decode_peak_bytes (cfg, 8, 8, 1, 4, 4), ==, 0);
   BnVaeConfig real;
   bn_vae_config_default (&real);
   for (int px = 512; px <= 1024; px *= 2)
