@@ -140,6 +140,8 @@ bn_tokenizer_encode (const BnTokenizer *tok, const char *text, gssize len,
                    (guint8) text[bad], bad);
       return FALSE;
     }
+  if (n == 0)
+    return TRUE;
   g_autoptr (GArray) spans = g_array_new (FALSE, FALSE, sizeof (BnSpan));
   bn_split_added (tok->raw_tokens, tok->n_raw, text, n, spans);
   for (guint i = 0; i < spans->len; i++)

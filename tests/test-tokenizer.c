@@ -329,26 +329,27 @@ test_corpus (gconstpointer data)
       gpointer seen = g_hash_table_lookup (per_category, category);
       g_hash_table_replace (per_category, g_strdup (category),
                             GINT_TO_POINTER (GPOINTER_TO_INT (seen) + 1));
+      const char *t = text->len ? (const char *) text->data : "";
       g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (int32_t));
       g_autoptr (GError) err = NULL;
       gint64 t0 = g_get_monotonic_time ();
-      gboolean ok = bn_tokenizer_encode (tok, (const char *) text->data, text->len, got, &err);
+      gboolean ok = bn_tokenizer_encode (tok, t, text->len, got, &err);
       t_encode += g_get_monotonic_time () - t0;
       bytes += text->len;
       tokens += got->len;
       if (ok && got->len == want->len
-          && memcmp (got->data, want->data, got->len * sizeof (int32_t)) == 0)
+          && (got->len == 0 || memcmp (got->data, want->data, got->len * sizeof (int32_t)) == 0))
         {
           /* Byte-level BPE loses nothing: decoding gives the NFC text. */
           g_autofree char *back = bn_tokenizer_decode (tok, (int32_t *) (void *) got->data, got->len, NULL);
-          g_autofree char *nfc = g_utf8_normalize ((const char *) text->data, text->len, G_NORMALIZE_NFC);
-          if (!memchr (text->data, 0, text->len) && g_strcmp0 (back, nfc) != 0 && round_trip++ < 5)
+          g_autofree char *nfc = g_utf8_normalize (t, text->len, G_NORMALIZE_NFC);
+          if (!memchr (t, 0, text->len) && g_strcmp0 (back, nfc) != 0 && round_trip++ < 5)
             g_test_message ("round trip differs for line %zu", l + 1);
           continue;
         }
       if (wrong++ >= 8)
         continue;
-      g_autofree char *s = show ((const char *) text->data, text->len);
+      g_autofree char *s = show (t, text->len);
       g_autofree char *w = show_ids (tok, (int32_t *) (void *) want->data, want->len);
       g_autofree char *g = ok ? show_ids (tok, (int32_t *) (void *) got->data, got->len)
                               : g_strdup (err->message);
