@@ -127,19 +127,25 @@ encode_part (const BnTokenizer *tok, const char *s, size_t len, GArray *ids)
     }
 }
 
+static gboolean
+check_utf8 (const char *what, const char *s, size_t len, GError **error)
+{
+  gssize bad = bn_utf8_find_invalid (s, len);
+  if (bad < 0)
+    return TRUE;
+  g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
+               "%s is not valid UTF-8: bad byte 0x%02x at offset %" G_GSSIZE_FORMAT,
+               what, (guint8) s[bad], bad);
+  return FALSE;
+}
+
 gboolean
 bn_tokenizer_encode (const BnTokenizer *tok, const char *text, gssize len,
                      GArray *ids, GError **error)
 {
   size_t n = len < 0 ? strlen (text) : (size_t) len;
-  gssize bad = bn_utf8_find_invalid (text, n);
-  if (bad >= 0)
-    {
-      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
-                   "text is not valid UTF-8: bad byte 0x%02x at offset %" G_GSSIZE_FORMAT,
-                   (guint8) text[bad], bad);
-      return FALSE;
-    }
+  if (!check_utf8 ("text", text, n, error))
+    return FALSE;
   if (n == 0)
     return TRUE;
   g_autoptr (GArray) spans = g_array_new (FALSE, FALSE, sizeof (BnSpan));
@@ -207,15 +213,8 @@ gboolean
 bn_tokenizer_klein_ids (const BnTokenizer *tok, const char *prompt,
                         GArray *ids, GError **error)
 {
-  size_t len = strlen (prompt);
-  gssize bad = bn_utf8_find_invalid (prompt, len);
-  if (bad >= 0)
-    {
-      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
-                   "prompt is not valid UTF-8: bad byte 0x%02x at offset %" G_GSSIZE_FORMAT,
-                   (guint8) prompt[bad], bad);
-      return FALSE;
-    }
+  if (!check_utf8 ("prompt", prompt, strlen (prompt), error))
+    return FALSE;
   /* One string, as the chat template renders it: the prompt's first and
    * last characters may merge with the template's newline. */
   g_autofree char *text = g_strconcat (klein_head, prompt, klein_tail, NULL);

@@ -44,14 +44,11 @@ char_class (gunichar c)
         return CL_S | CL_NL;
       return (c == ' ' || (c >= 0x09 && c <= 0x0D)) ? CL_S : 0;
     }
+  /* g_unichar_isalpha is exactly Lu Ll Lt Lm Lo. */
+  if (g_unichar_isalpha (c))
+    return CL_L;
   switch (g_unichar_type (c))
     {
-    case G_UNICODE_UPPERCASE_LETTER:
-    case G_UNICODE_LOWERCASE_LETTER:
-    case G_UNICODE_TITLECASE_LETTER:
-    case G_UNICODE_MODIFIER_LETTER:
-    case G_UNICODE_OTHER_LETTER:
-      return CL_L;
     case G_UNICODE_DECIMAL_NUMBER:
     case G_UNICODE_LETTER_NUMBER:
     case G_UNICODE_OTHER_NUMBER:

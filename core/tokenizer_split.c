@@ -13,13 +13,10 @@
 static bool
 is_word_char (gunichar c)
 {
+  if (g_unichar_isalpha (c))
+    return true;
   switch (g_unichar_type (c))
     {
-    case G_UNICODE_UPPERCASE_LETTER:
-    case G_UNICODE_LOWERCASE_LETTER:
-    case G_UNICODE_TITLECASE_LETTER:
-    case G_UNICODE_MODIFIER_LETTER:
-    case G_UNICODE_OTHER_LETTER:
     case G_UNICODE_LETTER_NUMBER:
     case G_UNICODE_DECIMAL_NUMBER:
     case G_UNICODE_NON_SPACING_MARK:
