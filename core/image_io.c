@@ -259,8 +259,8 @@ has_transparency (const BonsaiImage *image)
   return FALSE;
 }
 
-static gboolean
-valid_image (const BonsaiImage *image, GError **error)
+gboolean
+bn_image_check (const BonsaiImage *image, GError **error)
 {
   if (!image || !image->pixels || image->width <= 0 || image->height <= 0
       || (image->format != BONSAI_PIXEL_RGBA8
@@ -307,7 +307,7 @@ gboolean
 bonsai_image_save_png (const BonsaiImage *image, const char *path,
                        GError **error)
 {
-  if (!valid_image (image, error))
+  if (!bn_image_check (image, error))
     return FALSE;
   g_autofree char *tmp = g_strdup_printf ("%s.tmp-XXXXXX", path);
   /* 0666 before the umask, as any file the user saves. */
@@ -362,7 +362,7 @@ bonsai_image_save_png (const BonsaiImage *image, const char *path,
 uint8_t *
 bn_image_to_rgb8 (const BonsaiImage *image, GError **error)
 {
-  if (!valid_image (image, error))
+  if (!bn_image_check (image, error))
     return NULL;
   size_t n = (size_t) image->width * (size_t) image->height;
   uint8_t *out = g_try_malloc (n * 3);

@@ -12,6 +12,10 @@
  * any pixel is decoded, so a hostile header cannot allocate gigabytes). */
 #define BN_PNG_MAX_SIDE 16384
 
+/* Whether `image` is usable: pixels, a positive size, a known format and a
+ * stride that holds a row.  FALSE with INVALID_INPUT otherwise. */
+gboolean bn_image_check (const BonsaiImage *image, GError **error);
+
 /* Packed 8-bit RGB copy [height][width][3] of any BonsaiImage: alpha is
  * dropped (as PIL's convert("RGB") does) and floats are clamped to [0, 1] and
  * rounded.  Returns a new buffer (g_free), or NULL with OUT_OF_MEMORY. */

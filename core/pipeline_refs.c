@@ -42,10 +42,13 @@ gboolean
 bn_ref_check (const BonsaiModel *model, const BonsaiImage *image, int index,
               int *width, int *height, GError **error)
 {
-  if (!image || !image->pixels)
+  GError *local = NULL;
+  if (!image || !bn_image_check (image, &local))
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
-                   "reference image %d is missing", index + 1);
+                   "reference image %d is %s", index + 1,
+                   image ? local->message : "missing");
+      g_clear_error (&local);
       return FALSE;
     }
   int w = image->width, h = image->height;

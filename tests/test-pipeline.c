@@ -510,6 +510,10 @@ test_bad_requests (void)
   assert_refused (model, &req, bad, "aspect ratio");
   refs[1] = NULL;
   assert_refused (model, &req, bad, "reference image 2 is missing");
+  BonsaiImage broken = *ok;
+  broken.stride = 3;
+  refs[1] = &broken;
+  assert_refused (model, &req, bad, "reference image 2 is not a valid image");
   refs[1] = ok;
   req.n_references = 5;
   assert_refused (model, &req, bad, "reference images");

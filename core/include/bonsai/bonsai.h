@@ -141,15 +141,21 @@ typedef struct {
                                          reference's processed size, else
                                          1024                               */
   int steps;                          /* default 4                          */
-  guint64 seed;                       /* picks the noise                    */
+  guint64 seed;                       /* picks the noise (when latents is
+                                         NULL)                              */
   const BonsaiTensor *latents;        /* initial latents [C, H/16, W/16] in
                                          place of the seeded noise, or NULL */
-  const BonsaiImage *const *references; /* 0 … 4 images to edit from       */
+  /* 0 … 4 images to edit from, each at least 64 pixels a side with an
+   * aspect ratio up to 8:1; one of more than 1024² pixels is shrunk to
+   * about 1024² (Lanczos), then each is cropped around its centre to
+   * multiples of bonsai_model_size_multiple(). */
+  const BonsaiImage *const *references;
   int n_references;
   int threads;                        /* 0: one per processor               */
   BonsaiPixelFormat format;           /* of the output image                */
   /* Optional: set *cancel to non-zero (g_atomic_int_set) from any thread to
-   * stop the work; it is checked between transformer blocks and VAE tiles. */
+   * stop the work; it is read between transformer blocks and VAE layers.  A
+   * FALSE answer from the progress callback sets it too. */
   gint *cancel;
 } BonsaiRequest;
 
