@@ -28,7 +28,13 @@ tile_6x16 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
   for (int i = 0; i < MR; i++)
     {
       acc[i][0] = acc[i][1] = _mm256_setzero_ps ();
-      if (accumulate && i < mr)
+      /* Masked moves are slow on some CPUs: only the last panel needs them. */
+      if (accumulate && i < mr && nn == NR)
+        {
+          acc[i][0] = _mm256_loadu_ps (y + i * ldy);
+          acc[i][1] = _mm256_loadu_ps (y + i * ldy + 8);
+        }
+      else if (accumulate && i < mr)
         {
           acc[i][0] = _mm256_maskload_ps (y + i * ldy, m0);
           acc[i][1] = _mm256_maskload_ps (y + i * ldy + 8, m1);
@@ -48,7 +54,12 @@ tile_6x16 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
     }
 #pragma GCC unroll 6
   for (int i = 0; i < MR; i++)
-    if (i < mr)
+    if (i < mr && nn == NR)
+      {
+        _mm256_storeu_ps (y + i * ldy, acc[i][0]);
+        _mm256_storeu_ps (y + i * ldy + 8, acc[i][1]);
+      }
+    else if (i < mr)
       {
         _mm256_maskstore_ps (y + i * ldy, m0, acc[i][0]);
         _mm256_maskstore_ps (y + i * ldy + 8, m1, acc[i][1]);
