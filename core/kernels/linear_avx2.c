@@ -146,11 +146,12 @@ decode_dense (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
 
 /* Packed rows, 16 columns at a time: the j-th lane holds the code word of
  * column n0+j, so each shift-and-mask yields one k for all 16 columns. */
-static inline void
-decode_packed (const BnTensor *w, int bits, int64_t n0, int nn, int64_t k0,
-               int kc, float *dst)
+static void
+decode_packed (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
+               float *dst)
 {
-  const int per_word = 32 / bits, group = w->group_size;
+  const int bits = bn_dtype_bits (w->dtype), per_word = 32 / bits;
+  const int group = w->group_size;
   const __m256i mask = _mm256_set1_epi32 ((1 << bits) - 1);
   float s[NR] __attribute__ ((aligned (32))), b[NR] __attribute__ ((aligned (32)));
   uint32_t words[NR] __attribute__ ((aligned (32)));
@@ -176,24 +177,6 @@ decode_packed (const BnTensor *w, int bits, int64_t n0, int nn, int64_t k0,
             }
         }
     }
-}
-
-static void
-decode_q1 (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc, float *dst)
-{
-  decode_packed (w, 1, n0, nn, k0, kc, dst);
-}
-
-static void
-decode_q2 (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc, float *dst)
-{
-  decode_packed (w, 2, n0, nn, k0, kc, dst);
-}
-
-static void
-decode_q4 (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc, float *dst)
-{
-  decode_packed (w, 4, n0, nn, k0, kc, dst);
 }
 
 #define FMA_CHAINS 12
@@ -227,9 +210,9 @@ const BnLinearPath bn_linear_path_avx2 = {
     [BN_DTYPE_F32] = decode_dense,
     [BN_DTYPE_F16] = decode_dense,
     [BN_DTYPE_BF16] = decode_dense,
-    [BN_DTYPE_Q1] = decode_q1,
-    [BN_DTYPE_Q2] = decode_q2,
-    [BN_DTYPE_Q4] = decode_q4,
+    [BN_DTYPE_Q1] = decode_packed,
+    [BN_DTYPE_Q2] = decode_packed,
+    [BN_DTYPE_Q4] = decode_packed,
   },
   .fma_loop = fma_loop,
   .flops_per_iter = FMA_CHAINS * 8 * 2,
