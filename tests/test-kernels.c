@@ -192,8 +192,8 @@ static const BnDType packed_types[] = { BN_DTYPE_Q1, BN_DTYPE_Q2, BN_DTYPE_Q4 };
 static const BnDType scale_types[] = { BN_DTYPE_BF16, BN_DTYPE_F16, BN_DTYPE_F32 };
 static const int groups[] = { 32, 64, 128 };
 
-/* Dense weights: K of any length (not a multiple of 8 or 16, exactly one K
- * block, and past one), odd N across several panels, M = 1 and M = 1537,
+/* Dense weights: K of any length (0, not a multiple of 8 or 16, exactly one
+ * K block, and past one), odd N across several panels, M = 1 and M = 1537,
  * strided x and y. */
 static void
 test_dense (gconstpointer data)
@@ -209,6 +209,7 @@ test_dense (gconstpointer data)
       check_case (run.isa, run.pools, &f, 1537, 5, 41, 41, 5, -1);
       check_case (run.isa, run.pools, &f, 13, 64, 384, 384, 64, -1);
       check_case (run.isa, run.pools, &f, 3, 600, 100, 100, 600, -1);
+      check_case (run.isa, run.pools, &f, 4, 9, 0, 1, 10, -1);
       for (int r = 0; r < 4; r++)
         {
           int64_t m = g_test_rand_int_range (1, 40), n = g_test_rand_int_range (1, 80);

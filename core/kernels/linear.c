@@ -130,6 +130,13 @@ bn_linear_isa (BnThreadPool *pool, BnIsa isa, const BnTensor *w,
   if (m == 0 || n_out == 0)
     return;
   g_return_if_fail (x != NULL && y != NULL);
+  if (w->shape[1] == 0)
+    {
+      /* Empty sums: no K block would run to write them. */
+      for (int64_t i = 0; i < m; i++)
+        memset (y + i * ldy, 0, (size_t) n_out * sizeof *y);
+      return;
+    }
 
   const BnLinearPath *path = bn_linear_path (isa);
   const int threads = bn_thread_pool_size (pool);
