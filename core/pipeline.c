@@ -2,6 +2,7 @@
  * encoding, noise, the denoising loop, decoding (spec §1, §5, §6). */
 #include "pipeline.h"
 
+#include "cache.h"
 #include "image_io.h"
 #include "qwen3.h"
 #include "rng.h"
@@ -229,6 +230,10 @@ encode_prompt (BonsaiModel *m, const char *prompt, BnThreadPool *pool,
                    m->text_encoder ? "tokenizer" : "text encoder");
       return NULL;
     }
+  /* A prompt tried with several seeds is encoded once (cache.c). */
+  BonsaiTensor *cached = bn_cache_prompt_lookup (m, prompt, BN_KLEIN_MAX_LENGTH);
+  if (cached)
+    return cached;
   g_autoptr (BnTokenizer) tok = bn_tokenizer_load (m->tokenizer, error);
   if (!tok)
     return NULL;
@@ -260,6 +265,8 @@ encode_prompt (BonsaiModel *m, const char *prompt, BnThreadPool *pool,
     }
   bn_tensor_clear (&feats);
   bn_qwen3_free (te);
+  if (out)
+    bn_cache_prompt_encoded (m, prompt, BN_KLEIN_MAX_LENGTH, out);
   return out;
 }
 

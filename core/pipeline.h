@@ -16,7 +16,8 @@
 #include "flux2_vae.h"
 
 struct BonsaiModel {
-  gint refs;
+  gint refs;           /* changed through cache.c when it may reach 0 */
+  char *cache_key;     /* its key in the model cache, or NULL */
   BnFlux2Dit *dit;
   BnVae *vae;
   char *text_encoder;  /* folder, or NULL: prompts cannot be encoded */

@@ -1,14 +1,16 @@
-/* synthetic_model.c — writes random-weight models in the release's layout. */
+/* synthetic_model.c — writes random-weight models in the release's layout:
+ * the weights (transformer, VAE, text encoder) and the folders they go in. */
 #include "synthetic_model.h"
 
 #include "bonsai/bonsai.h"
+#include "synthetic_files.h"
 
-#include <errno.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
 #define GROUP 128 /* the release packs one scale per 128 inputs */
+#define TE_GROUP 64 /* INFERRED for the MLX text encoder (§1.5) */
 
 void
 bn_synth_spec_klein4b (BnSynthSpec *spec, int bits)
@@ -37,6 +39,14 @@ bn_synth_spec_klein4b (BnSynthSpec *spec, int bits)
   spec->vae_layers_per_block = 2;
   spec->vae_latent_channels = 32;
   spec->vae_groups = 32;
+  /* Qwen3-4B (§1.5). */
+  spec->te_hidden = 2560;
+  spec->te_layers = 36;
+  spec->te_heads = 32;
+  spec->te_kv_heads = 8;
+  spec->te_head_dim = 128;
+  spec->te_intermediate = 9728;
+  spec->te_vocab = 151936;
 }
 
 void
@@ -50,7 +60,6 @@ bn_synth_spec_tiny (BnSynthSpec *spec, int bits)
   c->n_heads = 2;
   c->head_dim = 64;
   c->dim = 128;
-  c->context_dim = 64;
   c->mlp_hidden = 384;
   for (int a = 0; a < 4; a++)
     c->axes_dim[a] = 16;
@@ -60,6 +69,14 @@ bn_synth_spec_tiny (BnSynthSpec *spec, int bits)
   spec->vae_layers_per_block = 1;
   spec->vae_latent_channels = 8;
   spec->vae_groups = 8;
+  /* Layers 28 and up would never run; the vocabulary stays the real one. */
+  spec->te_hidden = 64;
+  spec->te_layers = 28;
+  spec->te_heads = 2;
+  spec->te_kv_heads = 1;
+  spec->te_head_dim = 32;
+  spec->te_intermediate = 128;
+  c->context_dim = 3 * spec->te_hidden;
 }
 
 /* ---- random numbers ------------------------------------------------------ */
@@ -96,16 +113,26 @@ typedef struct {
   BnStWriter *w;
   GPtrArray *buffers;  /* data handed to w, freed after writing */
   GPtrArray *packed;   /* BnTensor *, cleared after writing */
+  GPtrArray *names;    /* every tensor name written, for an index */
+  GPtrArray *linears;  /* the packed linears' names */
+  guint64 bytes;       /* tensor data written */
   guint64 seed;
+  /* Low-bit linears as the dense bf16 matrices they stand for, as the
+   * unpacked release stores them. */
+  gboolean dense;
 } Out;
 
 static void
-out_init (Out *o, guint64 seed)
+out_init (Out *o, guint64 seed, gboolean dense)
 {
+  memset (o, 0, sizeof *o);
   o->w = bn_st_writer_new ();
   o->buffers = g_ptr_array_new_with_free_func (g_free);
   o->packed = g_ptr_array_new ();
+  o->names = g_ptr_array_new_with_free_func (g_free);
+  o->linears = g_ptr_array_new_with_free_func (g_free);
   o->seed = seed;
+  o->dense = dense;
 }
 
 static void
@@ -119,6 +146,29 @@ out_clear (Out *o)
       g_free (o->packed->pdata[i]);
     }
   g_ptr_array_unref (o->packed);
+  g_ptr_array_unref (o->names);
+  g_ptr_array_unref (o->linears);
+}
+
+static gboolean
+add_bf16 (Out *o, const char *name, int ndim, const int64_t *shape,
+          uint16_t *data, int64_t n, GError **error)
+{
+  g_ptr_array_add (o->names, g_strdup (name));
+  o->bytes += (guint64) n * 2;
+  return bn_st_writer_add (o->w, name, BN_DTYPE_BF16, ndim, shape, data, error);
+}
+
+static uint16_t *
+alloc_bf16 (Out *o, int64_t n, const char *name, GError **error)
+{
+  uint16_t *data = g_try_new (uint16_t, n);
+  if (!data)
+    g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_OUT_OF_MEMORY,
+                 "no memory for %s", name);
+  else
+    g_ptr_array_add (o->buffers, data);
+  return data;
 }
 
 /* A dense bf16 tensor: uniform values of standard deviation `std` around
@@ -130,19 +180,14 @@ add_dense (Out *o, const char *name, int ndim, const int64_t *shape,
   int64_t n = 1;
   for (int i = 0; i < ndim; i++)
     n *= shape[i];
-  uint16_t *data = g_try_new (uint16_t, n);
+  uint16_t *data = alloc_bf16 (o, n, name, error);
   if (!data)
-    {
-      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_OUT_OF_MEMORY,
-                   "no memory for %s", name);
-      return FALSE;
-    }
-  g_ptr_array_add (o->buffers, data);
+    return FALSE;
   guint64 s = stream_for (o->seed, name);
   float half_width = std * sqrtf (3.0f);
   for (int64_t i = 0; i < n; i++)
     data[i] = bn_f32_to_bf16 (std > 0 ? mean + half_width * uniform (&s) : mean);
-  return bn_st_writer_add (o->w, name, BN_DTYPE_BF16, ndim, shape, data, error);
+  return add_bf16 (o, name, ndim, shape, data, n, error);
 }
 
 static gboolean
@@ -159,6 +204,51 @@ add_vector (Out *o, const char *name, int64_t n, float value, GError **error)
   return add_dense (o, name, 1, &n, value, 0.0f, error);
 }
 
+static BnTensor *
+new_packed (Out *o, BnDType dtype, int64_t n, int64_t k, int group,
+            GError **error)
+{
+  BnTensor *t = g_new0 (BnTensor, 1);
+  if (!bn_tensor_init_packed (t, dtype, n, k, group, BN_DTYPE_BF16, error))
+    {
+      g_free (t);
+      return NULL;
+    }
+  g_ptr_array_add (o->packed, t);
+  return t;
+}
+
+/* Hands the filled pack `t` of linear `prefix` to the writer: as MLX
+ * stores it, or (o->dense) as prefix.weight in bf16, which holds every
+ * value exactly when the scales and biases are powers of two apart (the
+ * release's ternary and binary packs). */
+static gboolean
+emit_packed (Out *o, const char *prefix, BnTensor *t, GError **error)
+{
+  int64_t n = t->shape[0], k = t->shape[1];
+  if (!o->dense)
+    {
+      static const char *const parts[] = { "weight", "scales", "biases" };
+      for (size_t i = 0; i < G_N_ELEMENTS (parts); i++)
+        g_ptr_array_add (o->names, g_strdup_printf ("%s.%s", prefix, parts[i]));
+      g_ptr_array_add (o->linears, g_strdup (prefix));
+      o->bytes += bn_tensor_total_bytes (t);
+      return bn_st_writer_add_packed (o->w, prefix, t, error);
+    }
+  g_autofree char *name = g_strconcat (prefix, ".weight", NULL);
+  uint16_t *data = alloc_bf16 (o, n * k, name, error);
+  if (!data)
+    return FALSE;
+  g_autofree float *row = g_new (float, k);
+  for (int64_t r = 0; r < n; r++)
+    {
+      bn_tensor_row_f32 (t, r, row);
+      for (int64_t j = 0; j < k; j++)
+        data[r * k + j] = bn_f32_to_bf16 (row[j]);
+    }
+  return add_bf16 (o, name, 2, (const int64_t[2]) { n, k }, data, n * k, error);
+}
+
 /* A low-bit linear `prefix` [n, k] as the release packs it.  Ternary codes
  * are 1 (weight 0) half the time and 0 or 2 a quarter each, so weights have
  * mean 0 and variance s²/2; binary weights are ±s/2.  Scales are chosen for
@@ -167,14 +257,9 @@ static gboolean
 add_packed (Out *o, const char *prefix, int64_t n, int64_t k, int bits,
             GError **error)
 {
-  BnTensor *t = g_new0 (BnTensor, 1);
-  BnDType dtype = bits == 1 ? BN_DTYPE_Q1 : BN_DTYPE_Q2;
-  if (!bn_tensor_init_packed (t, dtype, n, k, GROUP, BN_DTYPE_BF16, error))
-    {
-      g_free (t);
-      return FALSE;
-    }
-  g_ptr_array_add (o->packed, t);
+  BnTensor *t = new_packed (o, bits == 1 ? BN_DTYPE_Q1 : BN_DTYPE_Q2, n, k, GROUP, error);
+  if (!t)
+    return FALSE;
   guint64 s = stream_for (o->seed, prefix);
   uint32_t *words = t->data;
   size_t n_words = bn_tensor_nbytes (t) / 4;
@@ -196,19 +281,33 @@ add_packed (Out *o, const char *prefix, int64_t n, int64_t k, int bits,
         float scale = bn_bf16_to_f32 (bn_f32_to_bf16 (base * (1.0f + 0.1f * uniform (&s))));
         bn_packed_set_group (t, row, g, scale, bits == 1 ? -scale / 2 : -scale);
       }
-  return bn_st_writer_add_packed (o->w, prefix, t, error);
+  return emit_packed (o, prefix, t, error);
+}
+
+/* An MLX 4-bit affine pack of [n, k] with weights of standard deviation
+ * `std`: codes uniform in 0..15 (σ = 4.61 steps) around the middle. */
+static gboolean
+add_q4 (Out *o, const char *prefix, int64_t n, int64_t k, float std,
+        GError **error)
+{
+  BnTensor *t = new_packed (o, BN_DTYPE_Q4, n, k, TE_GROUP, error);
+  if (!t)
+    return FALSE;
+  guint64 s = stream_for (o->seed, prefix);
+  uint32_t *words = t->data;
+  size_t n_words = bn_tensor_nbytes (t) / 4;
+  for (size_t i = 0; i < n_words; i++)
+    words[i] = (uint32_t) mix64 (&s);
+  for (int64_t row = 0; row < n; row++)
+    for (int64_t g = 0; g < k / TE_GROUP; g++)
+      {
+        float scale = bn_bf16_to_f32 (bn_f32_to_bf16 (std / 4.61f * (1.0f + 0.1f * uniform (&s))));
+        bn_packed_set_group (t, row, g, scale, -7.5f * scale);
+      }
+  return emit_packed (o, prefix, t, error);
 }
 
 /* ---- the transformer ------------------------------------------------------- */
-
-/* The nine dense matrices the release keeps in 16 bits (§1.2). */
-static const char *const skip_patterns[] = {
-  "x_embedder", "context_embedder", "proj_out", "norm_out.linear",
-  "time_guidance_embed.timestep_embedder.linear_1",
-  "time_guidance_embed.timestep_embedder.linear_2",
-  "double_stream_modulation_img.linear", "double_stream_modulation_txt.linear",
-  "single_stream_modulation.linear",
-};
 
 static gboolean
 add_transformer (Out *o, const BnSynthSpec *spec, GError **error)
@@ -275,45 +374,6 @@ add_transformer (Out *o, const BnSynthSpec *spec, GError **error)
       ok = ok && add_vector (o, name, hd, 1.0f, error);
     }
   return ok;
-}
-
-static char *
-transformer_config (const BnSynthSpec *spec)
-{
-  const BnFlux2Config *c = &spec->dit;
-  char ratio[G_ASCII_DTOSTR_BUF_SIZE], theta[G_ASCII_DTOSTR_BUF_SIZE],
-       eps[G_ASCII_DTOSTR_BUF_SIZE];
-  /* The C locale's spelling of numbers, whatever the user's locale. */
-  g_ascii_formatd (ratio, sizeof ratio, "%g", (double) c->mlp_hidden / c->dim);
-  g_ascii_formatd (theta, sizeof theta, "%g", c->rope_theta);
-  g_ascii_formatd (eps, sizeof eps, "%g", c->eps);
-  GString *s = g_string_new ("{\n  \"_class_name\": \"Flux2Transformer2DModel\",\n");
-  g_string_append_printf (s,
-      "  \"patch_size\": 1,\n  \"in_channels\": %d,\n  \"num_layers\": %d,\n"
-      "  \"num_single_layers\": %d,\n  \"attention_head_dim\": %d,\n"
-      "  \"num_attention_heads\": %d,\n  \"joint_attention_dim\": %d,\n"
-      "  \"timestep_guidance_channels\": %d,\n  \"mlp_ratio\": %s,\n"
-      "  \"axes_dims_rope\": [",
-      c->in_channels, c->num_layers, c->num_single_layers, c->head_dim,
-      c->n_heads, c->context_dim, c->time_channels, ratio);
-  for (int a = 0; a < c->n_axes; a++)
-    g_string_append_printf (s, "%s%d", a ? ", " : "", c->axes_dim[a]);
-  g_string_append_printf (s, "],\n  \"rope_theta\": %s,\n  \"eps\": %s,\n"
-                          "  \"guidance_embeds\": false\n}\n", theta, eps);
-  return g_string_free (s, FALSE);
-}
-
-static char *
-quantization_config (const BnSynthSpec *spec)
-{
-  GString *s = g_string_new (NULL);
-  g_string_append_printf (s, "{\n  \"bits\": %d,\n  \"group_size\": %d,\n"
-                          "  \"solver\": \"%s\",\n  \"skip_patterns\": [",
-                          spec->bits, GROUP, spec->bits == 1 ? "binary" : "ternary");
-  for (size_t i = 0; i < G_N_ELEMENTS (skip_patterns); i++)
-    g_string_append_printf (s, "%s\n    \"%s\"", i ? "," : "", skip_patterns[i]);
-  g_string_append (s, "\n  ]\n}\n");
-  return g_string_free (s, FALSE);
 }
 
 /* ---- the VAE --------------------------------------------------------------- */
@@ -416,30 +476,107 @@ add_vae (Out *o, const BnSynthSpec *spec, GError **error)
          && add_vector (o, "bn.running_var", 4 * lat, 1.0f, error);
 }
 
-static char *
-vae_config (const BnSynthSpec *spec)
+/* ---- the text encoder ------------------------------------------------------- */
+
+/* One linear of the text encoder: an MLX 4-bit pack, or dense bf16. */
+static gboolean
+add_te_linear (Out *o, gboolean mlx, const char *prefix, int64_t n, int64_t k,
+               float gain, GError **error)
 {
-  GString *s = g_string_new ("{\n  \"_class_name\": \"AutoencoderKLFlux2\",\n"
-                             "  \"in_channels\": 3,\n  \"out_channels\": 3,\n");
-  const char *kinds[2] = { "down_block_types", "up_block_types" };
-  const char *names[2] = { "DownEncoderBlock2D", "UpDecoderBlock2D" };
-  for (int k = 0; k < 2; k++)
+  if (mlx)
+    return add_q4 (o, prefix, n, k, gain / sqrtf ((float) k), error);
+  g_autofree char *name = g_strconcat (prefix, ".weight", NULL);
+  return add_matrix (o, name, n, k, gain, error);
+}
+
+/* Layers [first, last) of Qwen3 in Hugging Face names, with the embedding
+ * when first is 0 and the final norm when last is the end.  Branch outputs
+ * have gain 0.5, so the residual stream grows slowly over 27 layers. */
+static gboolean
+add_te_layers (Out *o, const BnSynthSpec *spec, gboolean mlx, int first,
+               int last, GError **error)
+{
+  const int64_t h = spec->te_hidden, hd = spec->te_head_dim, im = spec->te_intermediate;
+  const int64_t qw = (int64_t) spec->te_heads * hd, kw = (int64_t) spec->te_kv_heads * hd;
+  gboolean ok = TRUE;
+  if (first == 0)
+    ok = mlx ? add_q4 (o, "model.embed_tokens", spec->te_vocab, h, 1.0f, error)
+             : add_dense (o, "model.embed_tokens.weight", 2,
+                          (const int64_t[2]) { spec->te_vocab, h }, 0.0f, 1.0f, error);
+  for (int i = first; ok && i < last; i++)
     {
-      g_string_append_printf (s, "  \"%s\": [", kinds[k]);
-      for (int i = 0; i < spec->vae_levels; i++)
-        g_string_append_printf (s, "%s\"%s\"", i ? ", " : "", names[k]);
-      g_string_append (s, "],\n");
+      const struct {
+        const char *name;
+        int64_t n, k;
+        float gain;
+      } lin[] = {
+        { "self_attn.q_proj", qw, h, 1 }, { "self_attn.k_proj", kw, h, 1 },
+        { "self_attn.v_proj", kw, h, 1 }, { "self_attn.o_proj", h, qw, 0.5f },
+        { "mlp.gate_proj", im, h, 1 }, { "mlp.up_proj", im, h, 1 },
+        { "mlp.down_proj", h, im, 0.5f },
+      };
+      char name[128];
+      for (size_t j = 0; ok && j < G_N_ELEMENTS (lin); j++)
+        {
+          g_snprintf (name, sizeof name, "model.layers.%d.%s", i, lin[j].name);
+          ok = add_te_linear (o, mlx, name, lin[j].n, lin[j].k, lin[j].gain, error);
+        }
+      const struct {
+        const char *name;
+        int64_t n;
+      } norms[] = {
+        { "input_layernorm", h }, { "post_attention_layernorm", h },
+        { "self_attn.q_norm", hd }, { "self_attn.k_norm", hd },
+      };
+      for (size_t j = 0; ok && j < G_N_ELEMENTS (norms); j++)
+        {
+          g_snprintf (name, sizeof name, "model.layers.%d.%s.weight", i, norms[j].name);
+          ok = add_vector (o, name, norms[j].n, 1.0f, error);
+        }
     }
-  g_string_append (s, "  \"block_out_channels\": [");
-  for (int i = 0; i < spec->vae_levels; i++)
-    g_string_append_printf (s, "%s%d", i ? ", " : "", spec->vae_channels[i]);
-  g_string_append_printf (s, "],\n  \"layers_per_block\": %d,\n"
-                          "  \"latent_channels\": %d,\n  \"norm_num_groups\": %d,\n"
-                          "  \"mid_block_add_attention\": true,\n"
-                          "  \"batch_norm_eps\": 0.0001,\n  \"patch_size\": [2, 2]\n}\n",
-                          spec->vae_layers_per_block, spec->vae_latent_channels,
-                          spec->vae_groups);
-  return g_string_free (s, FALSE);
+  if (ok && last == spec->te_layers)
+    ok = add_vector (o, "model.norm.weight", h, 1.0f, error);
+  return ok;
+}
+
+/* The text encoder folder: MLX writes one model.safetensors (and an index
+ * naming it for every tensor); the unpacked release has BFL's two shards. */
+static gboolean
+write_text_encoder (const char *dir, const BnSynthSpec *spec, gboolean mlx,
+                    guint64 seed, GError **error)
+{
+  static const char *const shard_names[2] = { "model-00001-of-00002.safetensors",
+                                              "model-00002-of-00002.safetensors" };
+  const int n_shards = mlx ? 1 : 2;
+  const int split = mlx ? spec->te_layers : spec->te_layers / 2;
+  Out o[2];
+  g_autoptr (GPtrArray) names = g_ptr_array_new ();
+  g_autoptr (GPtrArray) shards = g_ptr_array_new ();
+  guint64 total = 0;
+  gboolean ok = bn_synth_make_dir (dir, error);
+  for (int s = 0; s < n_shards; s++)
+    {
+      out_init (&o[s], seed, FALSE);
+      const char *file = mlx ? "model.safetensors" : shard_names[s];
+      g_autofree char *path = g_build_filename (dir, file, NULL);
+      ok = ok && add_te_layers (&o[s], spec, mlx, s ? split : 0, s ? spec->te_layers : split, error)
+           && bn_st_writer_write (o[s].w, path, error);
+      for (guint i = 0; ok && i < o[s].names->len; i++)
+        {
+          g_ptr_array_add (names, o[s].names->pdata[i]);
+          g_ptr_array_add (shards, (gpointer) file);
+        }
+      total += o[s].bytes;
+    }
+  g_autofree char *index = ok ? bn_synth_weight_index (names, shards, total) : NULL;
+  g_autofree char *config = bn_synth_text_encoder_config (spec, mlx ? BN_SYNTH_LAYOUT_MLX
+                                                                    : BN_SYNTH_LAYOUT_UNPACKED,
+                                                          TE_GROUP);
+  ok = ok && bn_synth_write_text (dir, "model.safetensors.index.json", index, -1, error)
+       && bn_synth_write_text (dir, "config.json", config, -1, error);
+  for (int s = 0; s < n_shards; s++)
+    out_clear (&o[s]);
+  return ok;
 }
 
 /* ---- files ----------------------------------------------------------------- */
@@ -479,43 +616,40 @@ marker_text (const BnSynthSpec *spec, guint64 seed)
                           spec->vae_layers_per_block, spec->vae_latent_channels);
 }
 
+/* The transformer's folder: the weights, config.json and, for the MLX
+ * pack, quantization_config.json listing what was packed. */
 static gboolean
-write_text (const char *dir, const char *name, const char *text, GError **error)
+write_transformer (const char *dir, const BnSynthSpec *spec,
+                   BnSynthLayout layout, guint64 seed, GError **error)
 {
-  g_autofree char *path = g_build_filename (dir, name, NULL);
-  GError *local = NULL;
-  /* g_file_set_contents writes a temporary file and renames it. */
-  if (!g_file_set_contents (path, text, -1, &local))
+  gboolean dense = layout == BN_SYNTH_LAYOUT_UNPACKED;
+  g_autofree char *path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  g_autofree char *config = bn_synth_transformer_config (spec, layout);
+  Out o;
+  out_init (&o, seed, dense);
+  gboolean ok = bn_synth_make_dir (dir, error) && add_transformer (&o, spec, error)
+                && bn_st_writer_write (o.w, path, error)
+                && bn_synth_write_text (dir, "config.json", config, -1, error);
+  if (ok && !dense)
     {
-      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_IO, "%s", local->message);
-      g_error_free (local);
-      return FALSE;
+      g_autofree char *quant = bn_synth_quantization_config (spec, o.linears);
+      ok = bn_synth_write_text (dir, "quantization_config.json", quant, -1, error);
     }
-  return TRUE;
+  out_clear (&o);
+  return ok;
 }
 
 static gboolean
-make_dir (const char *path, GError **error)
-{
-  if (g_mkdir_with_parents (path, 0755) != 0)
-    {
-      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_IO, "cannot create %s: %s",
-                   path, g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
-}
-
-typedef gboolean (*AddFn) (Out *o, const BnSynthSpec *spec, GError **error);
-
-static gboolean
-write_weights (const char *dir, AddFn add, const BnSynthSpec *spec, guint64 seed,
-               GError **error)
+write_vae (const char *dir, const BnSynthSpec *spec, guint64 seed,
+           GError **error)
 {
   g_autofree char *path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  g_autofree char *config = bn_synth_vae_config (spec);
   Out o;
-  out_init (&o, seed);
-  gboolean ok = add (&o, spec, error) && bn_st_writer_write (o.w, path, error);
+  out_init (&o, seed, FALSE);
+  gboolean ok = bn_synth_make_dir (dir, error) && add_vae (&o, spec, error)
+                && bn_st_writer_write (o.w, path, error)
+                && bn_synth_write_text (dir, "config.json", config, -1, error);
   out_clear (&o);
   return ok;
 }
@@ -529,19 +663,50 @@ bn_synthetic_model_write (const char *dir, const BnSynthSpec *spec,
   g_autofree char *tdir = g_build_filename (dir, "transformer-packed-mflux", NULL);
   g_autofree char *vdir = g_build_filename (dir, "vae", NULL);
   g_autofree char *marker = g_build_filename (dir, "synthetic.json", NULL);
-  g_autofree char *tconf = transformer_config (spec);
-  g_autofree char *qconf = quantization_config (spec);
-  g_autofree char *vconf = vae_config (spec);
   g_autofree char *mark = marker_text (spec, seed);
   /* An old marker must not vouch for files being replaced. */
   g_unlink (marker);
-  return make_dir (tdir, error) && make_dir (vdir, error)
-         && write_text (tdir, "config.json", tconf, error)
-         && write_text (tdir, "quantization_config.json", qconf, error)
-         && write_weights (tdir, add_transformer, spec, seed, error)
-         && write_text (vdir, "config.json", vconf, error)
-         && write_weights (vdir, add_vae, spec, seed, error)
-         && write_text (dir, "synthetic.json", mark, error);
+  return write_transformer (tdir, spec, BN_SYNTH_LAYOUT_MLX, seed, error)
+         && write_vae (vdir, spec, seed, error)
+         && bn_synth_write_text (dir, "synthetic.json", mark, -1, error);
+}
+
+/* What the text encoder needs beyond spec_valid: klein's three output
+ * layers, features as wide as the transformer's context, MLX groups. */
+static gboolean
+text_spec_valid (const BnSynthSpec *spec, GError **error)
+{
+  gboolean ok = spec->te_layers >= 27 && spec->dit.context_dim == 3 * spec->te_hidden
+    && spec->te_hidden % TE_GROUP == 0 && spec->te_intermediate % TE_GROUP == 0
+    && spec->te_kv_heads >= 1 && spec->te_heads % spec->te_kv_heads == 0
+    && spec->te_head_dim % 2 == 0 && (spec->te_heads * spec->te_head_dim) % TE_GROUP == 0
+    && spec->te_vocab >= 1;
+  if (!ok)
+    g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
+                 "synthetic text encoder: inconsistent shapes (27 layers or "
+                 "more, context_dim 3 × hidden, widths multiples of %d, heads "
+                 "a multiple of the key/value heads)", TE_GROUP);
+  return ok;
+}
+
+gboolean
+bn_synthetic_release_write (const char *dir, const BnSynthSpec *spec,
+                            BnSynthLayout layout, const char *tokenizer_json,
+                            guint64 seed, GError **error)
+{
+  if (!spec_valid (spec, error) || !text_spec_valid (spec, error))
+    return FALSE;
+  gboolean mlx = layout == BN_SYNTH_LAYOUT_MLX;
+  g_autofree char *tdir = g_build_filename (dir, mlx ? "transformer-packed-mflux"
+                                                     : "transformer", NULL);
+  g_autofree char *vdir = g_build_filename (dir, "vae", NULL);
+  g_autofree char *tedir = g_build_filename (dir, mlx ? "text_encoder-mlx-4bit"
+                                                      : "text_encoder", NULL);
+  return bn_synth_make_dir (dir, error)
+         && write_transformer (tdir, spec, layout, seed, error)
+         && write_vae (vdir, spec, seed, error)
+         && write_text_encoder (tedir, spec, mlx, seed, error)
+         && bn_synth_write_release_files (dir, spec, layout, tokenizer_json, error);
 }
 
 gboolean

@@ -1,7 +1,8 @@
 /* synthetic_model.h — models with the file layout, tensor names and shapes of
  * the Bonsai Image release but random weights (internal).
  *
- * What is written (research/bonsai_release.md §1.2–1.3) under a folder:
+ * bn_synthetic_model_write writes the image path only
+ * (research/bonsai_release.md §1.2–1.3) under a folder:
  *   transformer-packed-mflux/diffusion_pytorch_model.safetensors
  *       every low-bit linear as an MLX pack (uint32 codes LSB first, bf16
  *       scales and biases per 128 inputs; binary biases = −scale/2, ternary
@@ -14,6 +15,17 @@
  * binary) and the real VAE; benchmarks time and measure it.  Tests write
  * small ones of the same layout.  Weights are scaled like trained ones
  * (≈ 1/√K) so that activations stay finite through every layer.
+ *
+ * bn_synthetic_release_write writes a whole release folder as one of the
+ * Hugging Face repositories lays it out (§1.1), every file and config key
+ * included (synthetic_files.c writes the JSON and text files):
+ *   MLX       transformer-packed-mflux/ as above, text_encoder-mlx-4bit/
+ *             (Qwen3 as an MLX 4-bit pack in groups of 64, embedding
+ *             included, with its own copy of the tokenizer files)
+ *   unpacked  transformer/ (the same weights, dense bf16), text_encoder/
+ *             (bf16 in two shards behind an index)
+ * and in both: vae/, tokenizer/, scheduler/, model_index.json,
+ * manifest.json, README.md, LICENSE (and NOTICE.md for MLX).
  */
 #ifndef BN_SYNTHETIC_MODEL_H
 #define BN_SYNTHETIC_MODEL_H
@@ -31,12 +43,25 @@ typedef struct {
   int vae_layers_per_block;              /* encoder; the decoder has one more */
   int vae_latent_channels;               /* dit.in_channels = 4 × this */
   int vae_groups;                        /* GroupNorm groups */
+  /* Qwen3 text encoder (release folders only); its features, the states
+   * after layers 9, 18 and 27, are dit.context_dim = 3 × te_hidden wide. */
+  int te_hidden;
+  int te_layers;          /* at least 27 */
+  int te_heads, te_kv_heads, te_head_dim;
+  int te_intermediate;
+  int te_vocab;
 } BnSynthSpec;
+
+typedef enum {
+  BN_SYNTH_LAYOUT_MLX,       /* prism-ml/bonsai-image-*-mlx-* */
+  BN_SYNTH_LAYOUT_UNPACKED,  /* prism-ml/bonsai-image-*-unpacked */
+} BnSynthLayout;
 
 /* The real shapes: klein-4B's transformer and FLUX.2's VAE. */
 void bn_synth_spec_klein4b (BnSynthSpec *spec, int bits);
 /* A small model of the same layout (2 heads of 64, one block of each kind,
- * a 3-level VAE with 8 latent channels), for tests. */
+ * a 3-level VAE with 8 latent channels, a 28-layer text encoder 64 wide
+ * with the real vocabulary), for tests. */
 void bn_synth_spec_tiny (BnSynthSpec *spec, int bits);
 
 /* Writes the model into `dir` (created if needed), each file atomically.
@@ -44,6 +69,16 @@ void bn_synth_spec_tiny (BnSynthSpec *spec, int bits);
  * OUT_OF_MEMORY, INVALID_INPUT for an impossible spec). */
 gboolean bn_synthetic_model_write (const char *dir, const BnSynthSpec *spec,
                                    guint64 seed, GError **error);
+
+/* Writes a release folder of `layout` into `dir` (created if needed), each
+ * file atomically.  `tokenizer_json` is the tokenizer.json to ship (the
+ * real one: the text encoder's vocabulary must hold its ids); the other
+ * tokenizer files are derived from it.  FALSE with error as above, or
+ * NOT_FOUND / FORMAT for an unreadable tokenizer.json. */
+gboolean bn_synthetic_release_write (const char *dir, const BnSynthSpec *spec,
+                                     BnSynthLayout layout,
+                                     const char *tokenizer_json, guint64 seed,
+                                     GError **error);
 
 /* Whether `dir` holds a complete model written for `spec` and `seed`. */
 gboolean bn_synthetic_model_ready (const char *dir, const BnSynthSpec *spec,

@@ -101,20 +101,25 @@ BONSAI_API void bonsai_tensor_free (BonsaiTensor *tensor);
 
 /* ---- Models ------------------------------------------------------------ */
 
-/* A model opened from a release-style folder (research/bonsai_release.md):
+/* A model opened from a release folder as the Hugging Face repositories lay
+ * it out (research/bonsai_release.md §1.1), MLX or unpacked:
  *   transformer-packed-mflux/ or transformer/   the DiT (MLX pack or dense)
  *   vae/                                       AutoencoderKLFlux2
  *   text_encoder-mlx-4bit/ or text_encoder/    Qwen3 (optional)
  *   tokenizer/                                 tokenizer.json (optional)
- * Weights are memory-mapped; the text encoder is opened only while a prompt
- * is encoded.  A model without text encoder or tokenizer still generates from
- * precomputed prompt features.  The object is immutable after opening and
- * may be used by several threads at once. */
+ *   scheduler/                                 checked, not read (optional)
+ * A part that model_index.json lists must be there, and its pipeline must be
+ * Flux2KleinPipeline.  Weights are memory-mapped; the text encoder is checked
+ * at opening but loaded only while a prompt is encoded.  A model without text
+ * encoder or tokenizer still generates from precomputed prompt features.
+ * The object is immutable after opening and may be used by several threads
+ * at once. */
 typedef struct BonsaiModel BonsaiModel;
 
 /* Checks every tensor's name, dtype and shape before returning.  Returns a
- * new reference, or NULL with NOT_FOUND, FORMAT or IO naming the file and
- * the problem. */
+ * new reference, or NULL with NOT_FOUND (naming the missing part or file),
+ * FORMAT or IO naming the file and the problem.  The same files open once
+ * per process (see Caches). */
 BONSAI_API BonsaiModel *bonsai_model_open (const char *path, GError **error);
 /* Returns `model` with one more reference. */
 BONSAI_API BonsaiModel *bonsai_model_ref (BonsaiModel *model);
@@ -123,6 +128,34 @@ BONSAI_API void bonsai_model_unref (BonsaiModel *model);
 /* Width and height of generated images must be multiples of this (16 for
  * FLUX.2 [klein]: VAE factor 8 × 2×2 latent patches). */
 BONSAI_API int bonsai_model_size_multiple (const BonsaiModel *model);
+
+/* ---- Caches ------------------------------------------------------------ */
+
+/* Two process-wide caches serve every host in the process:
+ *   models   bonsai_model_open() of the same files (the same real paths,
+ *            device, inode, size and modification time) on the same backend
+ *            returns the model already loaded, with one more reference,
+ *            even when two threads open it at once; the last
+ *            bonsai_model_unref() unloads it.
+ *   prompts  the features of the prompts encoded last (8 unless set below,
+ *            all models together) are kept, so generating one prompt with
+ *            several seeds runs the text encoder once.  A klein entry holds
+ *            512 × 7680 floats (15.7 MB); a model's entries go with it.
+ * Each hit is logged (g_info, log domain "bonsai"). */
+typedef struct {
+  guint64 model_opens;     /* models loaded from their files               */
+  guint64 model_hits;      /* opens answered with a model already loaded   */
+  guint64 prompt_encodes;  /* prompts run through the text encoder         */
+  guint64 prompt_hits;     /* prompts answered from the cache              */
+  guint models;            /* models loaded now                            */
+  guint prompts;           /* prompt features held now                     */
+} BonsaiCacheStats;
+
+/* Counts since the process started, and what the caches hold now. */
+BONSAI_API void bonsai_cache_stats (BonsaiCacheStats *out);
+/* How many prompt features to keep (0: none); fewer are dropped at once,
+ * least recently used first. */
+BONSAI_API void bonsai_cache_set_prompt_capacity (guint entries);
 
 /* ---- Requests ---------------------------------------------------------- */
 
