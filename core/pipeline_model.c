@@ -5,6 +5,7 @@
 #include "cache.h"
 #include "qwen3.h"
 #include "safetensors.h"
+#include "store.h"
 
 #include <json-glib/json-glib.h>
 
@@ -288,6 +289,12 @@ load_parts (const char *root, const Parts *p, GError **error)
 BonsaiModel *
 bonsai_model_open (const char *path, GError **error)
 {
+  /* A name ("ternary", ORG/NAME) opens its installed folder; nothing is
+   * downloaded here, only by bonsai_model_download. */
+  g_autofree char *dir = NULL;
+  if (!bn_store_resolve (path, NULL, &dir, error))
+    return NULL;
+  path = dir;
   Parts parts;
   BonsaiModel *model = NULL;
   if (find_parts (path, &parts, error))

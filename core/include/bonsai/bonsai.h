@@ -116,7 +116,10 @@ BONSAI_API void bonsai_tensor_free (BonsaiTensor *tensor);
  * at once. */
 typedef struct BonsaiModel BonsaiModel;
 
-/* Checks every tensor's name, dtype and shape before returning.  Returns a
+/* `path` is a model folder, or the name of an installed model (as for
+ * bonsai_model_download, NULL for the default; found in BONSAI_MODELS or
+ * the Hugging Face cache, never downloaded here).
+ * Checks every tensor's name, dtype and shape before returning.  Returns a
  * new reference, or NULL with NOT_FOUND (naming the missing part or file),
  * FORMAT or IO naming the file and the problem.  The same files open once
  * per process (see Caches). */
@@ -128,6 +131,31 @@ BONSAI_API void bonsai_model_unref (BonsaiModel *model);
 /* Width and height of generated images must be multiples of this (16 for
  * FLUX.2 [klein]: VAE factor 8 × 2×2 latent patches). */
 BONSAI_API int bonsai_model_size_multiple (const BonsaiModel *model);
+
+/* ---- Model store --------------------------------------------------------- */
+
+/* Called while a model downloads, after each piece of `file` (a path in the
+ * repository) arrives, with the bytes done and in total over all of the
+ * model's files.  Returning FALSE cancels. */
+typedef gboolean (*BonsaiDownloadFunc) (const char *file, gint64 done,
+                                        gint64 total, gpointer user_data);
+
+/* Makes model `name` available and returns its folder in *out_dir (caller
+ * owns it).  `name` is a short name of the manifest (data/models.json:
+ * "ternary", "binary", …), a Hugging Face repository ORG/NAME, or NULL for
+ * the default model (the ternary MLX pack).  A model in BONSAI_MODELS or in
+ * the Hugging Face cache is used as it is; otherwise its files download into
+ * that cache (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN honoured),
+ * resuming what an earlier call left, each file checked against its sha256
+ * before it appears under its final name.  Cancelling (*cancel non-zero, or
+ * FALSE from `progress`) keeps the partial file for the next call.  Errors:
+ * NOT_FOUND (unknown name, HTTP 404, or offline with HF_HUB_OFFLINE=1),
+ * NETWORK, CHECKSUM, IO (disk full or too little space), CANCELLED; each
+ * names the file. */
+BONSAI_API gboolean bonsai_model_download (const char *name,
+                                           BonsaiDownloadFunc progress,
+                                           gpointer user_data, gint *cancel,
+                                           char **out_dir, GError **error);
 
 /* ---- Caches ------------------------------------------------------------ */
 
