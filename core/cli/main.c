@@ -21,6 +21,7 @@ static const struct {
   { "tokenize", bn_cmd_tokenize, "TEXT  print the Qwen3 token ids of TEXT" },
   { "encode-prompt", bn_cmd_encode_prompt, "--model DIR TEXT -o FILE  text features" },
   { "check-refs", bn_cmd_check_refs, "DIR  compare the engine with reference vectors" },
+  { "synthetic", bn_cmd_synthetic, "DIR  write a random-weight model in a release layout" },
 };
 
 int
