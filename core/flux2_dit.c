@@ -303,6 +303,17 @@ stream_update (const Fwd *f, const BnFlux2Stream *s, const float *mod,
     }
 }
 
+/* The conditioning matrices (time MLP, the three modulations, the final
+ * layer's, txt_in: 0.39 GB of the release's 0.97 GB) are read once per
+ * forward, not once per block.  Dropping their mapped pages after use keeps
+ * them out of the resident set while the blocks run; the next forward maps
+ * them back from the page cache at the cost of minor faults. */
+static void
+drop_once_per_forward (const BnFlux2Dit *dit, const BnTensor *w)
+{
+  bn_safetensors_drop_range (dit->st, w->data, bn_tensor_nbytes (w));
+}
+
 static void
 double_block (const Fwd *f, const BnFlux2DoubleBlock *b, const float *mod_img,
               const float *mod_txt)
@@ -450,11 +461,18 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
   bn_linear (pool, &dit->mod_txt, svec, 1, d, mod_txt, 6 * d);
   bn_linear (pool, &dit->mod_single, svec, 1, d, mod_single, 3 * d);
   bn_linear (pool, &dit->final_mod, svec, 1, d, mod_final, 2 * d);
+  drop_once_per_forward (dit, &dit->time_in);
+  drop_once_per_forward (dit, &dit->time_out);
+  drop_once_per_forward (dit, &dit->mod_img);
+  drop_once_per_forward (dit, &dit->mod_txt);
+  drop_once_per_forward (dit, &dit->mod_single);
+  drop_once_per_forward (dit, &dit->final_mod);
 
   /* Tokens into the residual stream, text first, and their RoPE tables. */
   if (in->n_txt > 0)
     {
       bn_linear (pool, &dit->txt_in, in->ctx, in->n_txt, c->context_dim, f.h, d);
+      drop_once_per_forward (dit, &dit->txt_in);
       bn_rope_table_axes (in->txt_ids, in->n_txt, c->axes_dim, c->n_axes,
                           c->rope_theta, f.cos_t, f.sin_t);
     }

@@ -867,19 +867,43 @@ bn_safetensors_view (const BnSafetensors *st, const char *name,
   return TRUE;
 }
 
+static void
+drop_mapped (const void *data, size_t nbytes)
+{
+  uintptr_t page = (uintptr_t) sysconf (_SC_PAGESIZE);
+  uintptr_t begin = ((uintptr_t) data + page - 1) / page * page;
+  uintptr_t end = ((uintptr_t) data + nbytes) / page * page;
+  if (end > begin)
+    madvise ((void *) begin, end - begin, MADV_DONTNEED);
+}
+
 void
 bn_safetensors_drop_pages (const BnSafetensors *st, const BnStTensor *t)
 {
   const Entry *e = (const Entry *) t;
   g_return_if_fail (g_hash_table_lookup (st->by_name, t->name) == e);
   /* Only file-backed pages come back by themselves after MADV_DONTNEED. */
-  if (!e->shard->map || !t->nbytes)
-    return;
-  uintptr_t page = (uintptr_t) sysconf (_SC_PAGESIZE);
-  uintptr_t begin = ((uintptr_t) t->data + page - 1) / page * page;
-  uintptr_t end = ((uintptr_t) t->data + t->nbytes) / page * page;
-  if (end > begin)
-    madvise ((void *) begin, end - begin, MADV_DONTNEED);
+  if (e->shard->map && t->nbytes)
+    drop_mapped (t->data, t->nbytes);
+}
+
+void
+bn_safetensors_drop_range (const BnSafetensors *st, const void *data,
+                           size_t nbytes)
+{
+  const char *p = data;
+  for (guint i = 0; i < st->shards->len; i++)
+    {
+      const Shard *s = st->shards->pdata[i];
+      /* Only ranges wholly inside a file mapping may be dropped: anything
+       * else (caller memory, a copy) would lose its contents. */
+      if (s->map && s->data && p >= s->data && nbytes <= s->data_size
+          && (size_t) (p - s->data) <= s->data_size - nbytes)
+        {
+          drop_mapped (data, nbytes);
+          return;
+        }
+    }
 }
 
 /* ---- writing --------------------------------------------------------------- */

@@ -84,6 +84,11 @@ gboolean bn_safetensors_view (const BnSafetensors *st, const char *name,
  * stays valid: it is read back from the file on the next access.  Used to
  * keep peak RSS low, e.g. after a text-encoder layer has run. */
 void bn_safetensors_drop_pages (const BnSafetensors *st, const BnStTensor *t);
+/* The same for any byte range of tensor data, e.g. a BnTensor view's
+ * elements; does nothing unless the range lies inside one of the set's file
+ * mappings. */
+void bn_safetensors_drop_range (const BnSafetensors *st, const void *data,
+                                size_t nbytes);
 
 /* Parses a small JSON file (an index, a config) with the checks a header
  * gets first: at most BN_ST_MAX_HEADER bytes, UTF-8, nesting at most

@@ -912,6 +912,17 @@ test_write_errors (void)
 
 /* Dropping a tensor's pages keeps its data readable (it comes back from
  * the file). */
+/* RssFile of this process in kB: mapped file pages it holds. */
+static gint64
+rss_file_kb (void)
+{
+  g_autofree char *status = NULL;
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  const char *line = strstr (status, "RssFile:");
+  g_assert_nonnull (line);
+  return g_ascii_strtoll (line + strlen ("RssFile:"), NULL, 10);
+}
+
 static void
 test_drop_pages (void)
 {
@@ -932,6 +943,16 @@ test_drop_pages (void)
   g_assert_cmpmem (t->data, t->nbytes, x, n * sizeof (float));
   bn_safetensors_drop_pages (st, t);
   g_assert_cmpmem (t->data, t->nbytes, x, n * sizeof (float));
+  /* A range of the mapping leaves the resident set (the data was just
+   * touched by the comparison) and reads back the same. */
+  gint64 before = rss_file_kb ();
+  bn_safetensors_drop_range (st, t->data, t->nbytes);
+  g_assert_cmpint (before - rss_file_kb (), >=, (gint64) (t->nbytes / 1024) - 8);
+  g_assert_cmpmem (t->data, t->nbytes, x, n * sizeof (float));
+  /* A range outside the set's mappings is left alone. */
+  bn_safetensors_drop_range (st, x, n * sizeof (float));
+  for (int i = 0; i < n; i++)
+    g_assert_cmpfloat (x[i], ==, (float) i * 0.5f);
   bn_safetensors_free (st);
   /* In-memory sets own no mapping: dropping leaves the caller's bytes alone. */
   g_autofree char *bytes = NULL;
