@@ -11,6 +11,9 @@ SUDO=""
 
 packages=(build-essential meson ninja-build pkg-config clang libclang-rt-dev
           libglib2.0-dev libjson-glib-dev libpng-dev libcurl4-openssl-dev)
+# The node pack: Debian's Python with its headers, and torch and numpy, as
+# ComfyUI runs on them.
+packages+=(python3 python3-dev python3-torch python3-numpy)
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 export DEBIAN_FRONTEND=noninteractive
