@@ -157,6 +157,22 @@ BONSAI_API gboolean bonsai_model_download (const char *name,
                                            gpointer user_data, gint *cancel,
                                            char **out_dir, GError **error);
 
+/* An installed model, as bonsai_models_installed() lists it. */
+typedef struct {
+  char *name;         /* what bonsai_model_open() takes: the short name, the
+                         repository, or the folder's name in BONSAI_MODELS */
+  char *dir;          /* its folder                                        */
+  gint64 size;        /* bytes of its files                                */
+  gboolean complete;  /* no file the manifest lists is missing             */
+} BonsaiModelInfo;
+
+/* The models found without a download: the model folders in BONSAI_MODELS
+ * and the manifest's repositories in the Hugging Face cache (checksums are
+ * not computed here; `bonsai-image models --verify` does).  Returns an array
+ * of BonsaiModelInfo the caller owns (unreffing it frees them), or NULL with
+ * IO when a folder cannot be read. */
+BONSAI_API GPtrArray *bonsai_models_installed (GError **error);
+
 /* ---- Caches ------------------------------------------------------------ */
 
 /* Two process-wide caches serve every host in the process:
