@@ -189,14 +189,27 @@ bn_gimp_values_check (const BnGimpValues *v, gboolean edit, GError **error)
   return TRUE;
 }
 
+static void
+add_choice (GPtrArray *choices, const char *name)
+{
+  if (blank (name))
+    return;
+  for (guint i = 0; i < choices->len; i++)
+    if (strcmp (choices->pdata[i], name) == 0)
+      return;
+  g_ptr_array_add (choices, g_strdup (name));
+}
+
 GPtrArray *
 bn_gimp_model_choices (const char *current)
 {
   GPtrArray *choices = g_ptr_array_new_with_free_func (g_free);
-  if (!blank (current))
-    g_ptr_array_add (choices, g_strdup (current));
-  if (blank (current) || strcmp (current, BN_GIMP_DEFAULT_MODEL) != 0)
-    g_ptr_array_add (choices, g_strdup (BN_GIMP_DEFAULT_MODEL));
+  add_choice (choices, current);
+  /* An unreadable folder only shortens the list: the name can be typed. */
+  g_autoptr (GPtrArray) installed = bonsai_models_installed (NULL);
+  for (guint i = 0; installed && i < installed->len; i++)
+    add_choice (choices, ((const BonsaiModelInfo *) installed->pdata[i])->name);
+  add_choice (choices, BN_GIMP_DEFAULT_MODEL);
   return choices;
 }
 

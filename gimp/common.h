@@ -68,8 +68,9 @@ gboolean bn_gimp_values_from_json (BnGimpValues *v, const char *json,
 gboolean bn_gimp_values_check (const BnGimpValues *v, gboolean edit,
                                GError **error);
 
-/* What the model chooser lists: `current` (unless blank), then the
- * default model's name.  Caller owns the array and its strings. */
+/* What the model chooser lists: `current` (unless blank), the installed
+ * models (bonsai_models_installed), then the default model's name, each
+ * once.  Caller owns the array and its strings. */
 GPtrArray *bn_gimp_model_choices (const char *current);
 
 /* Opens the model `v->model` names; the error says which model. */

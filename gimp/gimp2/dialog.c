@@ -3,6 +3,8 @@
  * where the result goes (generate) or the margin and feather (edit). */
 #include "gimp2.h"
 
+#include "download.h"
+
 #include <libgimp/gimp.h>
 #include <libgimp/gimpui.h>
 
@@ -13,6 +15,10 @@ typedef struct {
   GtkWidget *preset;   /* GtkComboBoxText: the presets, then "Custom" */
   GtkWidget *width, *height, *steps, *seed, *margin, *feather;
   GtkWidget *model;    /* GtkComboBoxText with an entry */
+  GtkWidget *fetch;    /* the download button */
+  GtkWidget *bar;      /* the download's progress */
+  GtkWidget *status;   /* the download's outcome */
+  BnGimpDownload *download;
   GtkWidget *new_layer;
   gboolean syncing;    /* a preset is setting the size */
 } Dialog;
@@ -99,10 +105,61 @@ prompt_box (Dialog *d, const char *text)
   return scroll;
 }
 
+/* ---- the model and its download ------------------------------------------------ */
+
+static const char *
+model_text (const Dialog *d)
+{
+  return gtk_entry_get_text (GTK_ENTRY (gtk_bin_get_child (GTK_BIN (d->model))));
+}
+
+static void
+download_progress (double fraction, const char *text, gpointer data)
+{
+  Dialog *d = data;
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (d->bar), CLAMP (fraction, 0.0, 1.0));
+  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (d->bar), text);
+}
+
+static void
+download_done (const char *dir, const GError *error, gpointer data)
+{
+  Dialog *d = data;
+  gtk_widget_hide (d->bar);
+  gtk_button_set_label (GTK_BUTTON (d->fetch), _("_Download"));
+  g_autofree char *text = error ? g_strdup (error->message)
+                                : g_strdup_printf (_("Installed in %s"), dir);
+  gtk_label_set_text (GTK_LABEL (d->status), text);
+  gtk_widget_show (d->status);
+}
+
+/* Starts fetching the model named in the entry, or stops the download. */
+static void
+fetch_model (GtkButton *button, Dialog *d)
+{
+  if (d->download && !bn_gimp_download_finished (d->download))
+    {
+      bn_gimp_download_cancel (d->download);
+      return;
+    }
+  g_autofree char *name = g_strstrip (g_strdup (model_text (d)));
+  if (!*name)
+    return;
+  bn_gimp_download_free (d->download);
+  gtk_widget_hide (d->status);
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (d->bar), 0.0);
+  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (d->bar), _("Looking for the model"));
+  gtk_widget_show (d->bar);
+  gtk_button_set_label (GTK_BUTTON (d->fetch), _("_Stop"));
+  d->download = bn_gimp_download_start (name, download_progress, download_done, d);
+}
+
 static GtkWidget *
 model_row (Dialog *d, const char *current)
 {
+  GtkWidget *box = gtk_vbox_new (FALSE, 4);
   GtkWidget *row = gtk_hbox_new (FALSE, 4);
+  gtk_box_pack_start (GTK_BOX (box), row, FALSE, FALSE, 0);
   d->model = gtk_combo_box_text_new_with_entry ();
   g_autoptr (GPtrArray) choices = bn_gimp_model_choices (current);
   for (guint i = 0; i < choices->len; i++)
@@ -111,9 +168,23 @@ model_row (Dialog *d, const char *current)
   gtk_widget_set_tooltip_text (d->model, _("An installed model by name, or a model folder"));
   GtkWidget *browse = gtk_button_new_with_mnemonic (_("_Browse…"));
   g_signal_connect (browse, "clicked", G_CALLBACK (browse_model), d);
+  d->fetch = gtk_button_new_with_mnemonic (_("_Download"));
+  gtk_widget_set_tooltip_text (d->fetch, _("Fetch the model named here; an interrupted "
+                                           "download goes on where it stopped"));
+  g_signal_connect (d->fetch, "clicked", G_CALLBACK (fetch_model), d);
   gtk_box_pack_start (GTK_BOX (row), d->model, TRUE, TRUE, 0);
   gtk_box_pack_start (GTK_BOX (row), browse, FALSE, FALSE, 0);
-  return row;
+  gtk_box_pack_start (GTK_BOX (row), d->fetch, FALSE, FALSE, 0);
+  d->bar = gtk_progress_bar_new ();
+  d->status = gtk_label_new (NULL);
+  gtk_label_set_line_wrap (GTK_LABEL (d->status), TRUE);
+  gtk_misc_set_alignment (GTK_MISC (d->status), 0.0, 0.5);
+  gtk_box_pack_start (GTK_BOX (box), d->bar, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (box), d->status, FALSE, FALSE, 0);
+  /* Shown when a download starts or ends. */
+  gtk_widget_set_no_show_all (d->bar, TRUE);
+  gtk_widget_set_no_show_all (d->status, TRUE);
+  return box;
 }
 
 static GtkWidget *
@@ -121,7 +192,8 @@ seed_row (Dialog *d, gint64 seed)
 {
   GtkWidget *row = gtk_hbox_new (FALSE, 4);
   d->seed = spin ((int) seed, -1, G_MAXINT, 1);
-  gtk_widget_set_tooltip_text (d->seed, _("The same seed gives the same picture; -1 draws a new one each time"));
+  gtk_widget_set_tooltip_text (d->seed, _("The same seed gives the same picture; "
+                                          "-1 draws a new one each time"));
   /* U+2684 DIE FACE-5: present in the usual UI fonts, unlike an emoji. */
   GtkWidget *dice = gtk_button_new_with_label ("⚄");
   gtk_widget_set_tooltip_text (dice, _("Roll a random seed"));
@@ -193,7 +265,8 @@ bn_gimp2_dialog (BnGimpValues *v, const BnGimp2DialogOptions *opts)
     {
       d.margin = spin (v->margin, 0, BN_GIMP_MAX_MARGIN, 8);
       d.feather = spin (v->feather, 0, BN_GIMP_MAX_FEATHER, 1);
-      gtk_widget_set_tooltip_text (d.margin, _("Pixels around the selection the model sees as context"));
+      gtk_widget_set_tooltip_text (d.margin,
+                                   _("Pixels around the selection the model sees as context"));
       gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, _("Context _margin:"), 0.0, 0.5,
                                  d.margin, 1, TRUE);
       gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, _("_Feather edges:"), 0.0, 0.5,
@@ -224,8 +297,7 @@ bn_gimp2_dialog (BnGimpValues *v, const BnGimp2DialogOptions *opts)
       GtkTextIter start, end;
       gtk_text_buffer_get_bounds (buffer, &start, &end);
       g_autofree char *prompt = gtk_text_buffer_get_text (buffer, &start, &end, FALSE);
-      g_autofree char *model = g_strstrip (g_strdup (
-          gtk_entry_get_text (GTK_ENTRY (gtk_bin_get_child (GTK_BIN (d.model))))));
+      g_autofree char *model = g_strstrip (g_strdup (model_text (&d)));
       bn_gimp_values_set_strings (v, prompt, model);
       v->steps = spin_value (d.steps);
       v->seed = spin_value (d.seed);
@@ -243,6 +315,7 @@ bn_gimp2_dialog (BnGimpValues *v, const BnGimp2DialogOptions *opts)
                           : BN_GIMP_OUTPUT_NEW_IMAGE;
         }
     }
+  bn_gimp_download_free (d.download);
   gtk_widget_destroy (dialog);
   return ok;
 }

@@ -4,6 +4,8 @@
  * button, and a model chooser. */
 #include "gimp3.h"
 
+#include "download.h"
+
 #include <libgimp/gimpui.h>
 
 #include <stdio.h>
@@ -119,10 +121,61 @@ browse_model (GtkButton *button, GtkEntry *entry)
   gtk_widget_destroy (chooser);
 }
 
-/* The model: a combo of what is installed whose entry edits the config's
- * "model", and a button to pick a folder. */
+/* The model's widgets and its download. */
+typedef struct {
+  GtkWidget *entry;
+  GtkWidget *fetch;
+  GtkWidget *bar;
+  GtkWidget *status;
+  BnGimpDownload *download;
+} Model;
+
 static void
-model_box (GimpProcedureDialog *dialog, GimpProcedureConfig *config)
+download_progress (double fraction, const char *text, gpointer data)
+{
+  Model *m = data;
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (m->bar), CLAMP (fraction, 0.0, 1.0));
+  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (m->bar), text);
+}
+
+static void
+download_done (const char *dir, const GError *error, gpointer data)
+{
+  Model *m = data;
+  gtk_widget_hide (m->bar);
+  gtk_button_set_label (GTK_BUTTON (m->fetch), _("_Download"));
+  g_autofree char *text = error ? g_strdup (error->message)
+                                : g_strdup_printf (_("Installed in %s"), dir);
+  gtk_label_set_text (GTK_LABEL (m->status), text);
+  gtk_widget_show (m->status);
+}
+
+/* Starts fetching the model named in the entry, or stops the download. */
+static void
+fetch_model (GtkButton *button, Model *m)
+{
+  if (m->download && !bn_gimp_download_finished (m->download))
+    {
+      bn_gimp_download_cancel (m->download);
+      return;
+    }
+  g_autofree char *name = g_strstrip (g_strdup (gtk_entry_get_text (GTK_ENTRY (m->entry))));
+  if (!*name)
+    return;
+  bn_gimp_download_free (m->download);
+  gtk_widget_hide (m->status);
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (m->bar), 0.0);
+  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (m->bar), _("Looking for the model"));
+  gtk_widget_show (m->bar);
+  gtk_button_set_label (GTK_BUTTON (m->fetch), _("_Stop"));
+  m->download = bn_gimp_download_start (name, download_progress, download_done, m);
+}
+
+/* The model: a combo of what is installed whose entry edits the config's
+ * "model", a button to pick a folder, one to download the model named,
+ * and below them the download's progress and outcome. */
+static void
+model_box (GimpProcedureDialog *dialog, GimpProcedureConfig *config, Model *m)
 {
   gimp_procedure_dialog_get_label (dialog, "model-label", _("_Model"), FALSE, TRUE);
   GtkWidget *box = gimp_procedure_dialog_fill_box (dialog, "model-box", "model-label", NULL);
@@ -134,27 +187,53 @@ model_box (GimpProcedureDialog *dialog, GimpProcedureConfig *config)
   g_autoptr (GPtrArray) choices = bn_gimp_model_choices (current);
   for (guint i = 0; i < choices->len; i++)
     gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (combo), choices->pdata[i]);
-  GtkWidget *entry = gtk_bin_get_child (GTK_BIN (combo));
-  g_object_bind_property (config, "model", entry, "text",
+  m->entry = gtk_bin_get_child (GTK_BIN (combo));
+  g_object_bind_property (config, "model", m->entry, "text",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
   gtk_widget_set_tooltip_text (combo, _("An installed model by name, or a model folder"));
   GtkWidget *browse = gtk_button_new_with_mnemonic (_("_Browse…"));
-  g_signal_connect (browse, "clicked", G_CALLBACK (browse_model), entry);
+  g_signal_connect (browse, "clicked", G_CALLBACK (browse_model), m->entry);
+  m->fetch = gtk_button_new_with_mnemonic (_("_Download"));
+  gtk_widget_set_tooltip_text (m->fetch, _("Fetch the model named here; an interrupted "
+                                           "download goes on where it stopped"));
+  g_signal_connect (m->fetch, "clicked", G_CALLBACK (fetch_model), m);
   gtk_box_pack_start (GTK_BOX (box), combo, TRUE, TRUE, 0);
   gtk_box_pack_start (GTK_BOX (box), browse, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (box), m->fetch, FALSE, FALSE, 0);
   gtk_widget_show (combo);
   gtk_widget_show (browse);
+  gtk_widget_show (m->fetch);
   GList *children = gtk_container_get_children (GTK_CONTAINER (box));
   if (children && GTK_IS_LABEL (children->data))
-    gtk_label_set_mnemonic_widget (GTK_LABEL (children->data), entry);
+    gtk_label_set_mnemonic_widget (GTK_LABEL (children->data), m->entry);
   g_list_free (children);
+
+  m->status = gimp_procedure_dialog_get_label (dialog, "download-status", "", FALSE, FALSE);
+  gtk_label_set_line_wrap (GTK_LABEL (m->status), TRUE);
+  GtkWidget *below = gimp_procedure_dialog_fill_box (dialog, "download-box", "download-status",
+                                                     NULL);
+  m->bar = gtk_progress_bar_new ();
+  gtk_progress_bar_set_show_text (GTK_PROGRESS_BAR (m->bar), TRUE);
+  gtk_box_pack_start (GTK_BOX (below), m->bar, FALSE, FALSE, 0);
+  /* Shown when a download starts or ends. */
+  gtk_widget_set_no_show_all (m->bar, TRUE);
+  gtk_widget_set_no_show_all (m->status, TRUE);
+  gtk_widget_hide (m->status);
 }
 
-/* The prompt: a few lines high, wrapping words. */
+/* The prompt: a question above a box a few lines high, wrapping words. */
 static void
-prompt_view (GimpProcedureDialog *dialog)
+prompt_view (GimpProcedureDialog *dialog, gboolean edit)
 {
+  GtkWidget *label = gimp_procedure_dialog_get_label (
+      dialog, "prompt-label",
+      edit ? _("_What should change?") : _("_What should the picture show?"), FALSE, TRUE);
   GtkWidget *view = gimp_procedure_dialog_get_widget (dialog, "prompt", GTK_TYPE_TEXT_VIEW);
+  if (GTK_IS_LABEL (label))
+    {
+      gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+      gtk_label_set_mnemonic_widget (GTK_LABEL (label), view);
+    }
   if (GTK_IS_TEXT_VIEW (view))
     {
       gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (view), GTK_WRAP_WORD_CHAR);
@@ -171,14 +250,15 @@ bn_gimp3_dialog (GimpProcedure *procedure, GimpProcedureConfig *config,
                                                             : _("Bonsai Image"));
   GimpProcedureDialog *dialog = GIMP_PROCEDURE_DIALOG (widget);
   gimp_procedure_dialog_set_ok_label (dialog, _("_Generate"));
-  prompt_view (dialog);
+  prompt_view (dialog, opts->edit);
   seed_box (dialog, config);
-  model_box (dialog, config);
+  Model model = { 0 };
+  model_box (dialog, config, &model);
   Sizes sizes = { config, FALSE };
   if (opts->edit)
     {
-      gimp_procedure_dialog_fill (dialog, "prompt", "steps", "seed-box", "model-box", "margin",
-                                  "feather", NULL);
+      gimp_procedure_dialog_fill (dialog, "prompt-label", "prompt", "steps", "seed-box",
+                                  "model-box", "download-box", "margin", "feather", NULL);
       gimp_procedure_dialog_set_sensitive (dialog, "margin", opts->has_selection, NULL, NULL,
                                            FALSE);
       gimp_procedure_dialog_set_sensitive (dialog, "feather", opts->has_selection, NULL, NULL,
@@ -197,11 +277,13 @@ bn_gimp3_dialog (GimpProcedure *procedure, GimpProcedureConfig *config,
                                                 BN_GIMP_OUTPUT_NEW_LAYER, NULL);
       gimp_procedure_dialog_get_int_radio (dialog, "output", GIMP_INT_STORE (store));
       g_object_unref (store);
-      gimp_procedure_dialog_fill (dialog, "prompt", "size-preset", "width", "height", "steps",
-                                  "seed-box", "model-box", "output", NULL);
+      gimp_procedure_dialog_fill (dialog, "prompt-label", "prompt", "size-preset", "width",
+                                  "height", "steps", "seed-box", "model-box", "download-box",
+                                  "output", NULL);
       gimp_procedure_dialog_set_sensitive (dialog, "output", opts->has_image, NULL, NULL, FALSE);
     }
   gboolean ok = gimp_procedure_dialog_run (dialog);
+  bn_gimp_download_free (model.download);
   g_signal_handlers_disconnect_by_data (config, &sizes);
   gtk_widget_destroy (widget);
   return ok;

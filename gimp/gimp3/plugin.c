@@ -241,7 +241,8 @@ edit (GimpImage *image, GimpDrawable **drawables, const BnGimpValues *v,
   if (selected)
     {
       mask = g_malloc ((gsize) region.width * region.height);
-      GeglBuffer *buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (gimp_image_get_selection (image)));
+      GimpSelection *selection = gimp_image_get_selection (image);
+      GeglBuffer *buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (selection));
       gegl_buffer_get (buffer, GEGL_RECTANGLE (ox + region.x, oy + region.y, region.width,
                                                region.height),
                        1.0, babl_format ("Y u8"), mask, region.width, GEGL_ABYSS_NONE);
