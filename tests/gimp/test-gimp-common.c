@@ -3,6 +3,7 @@
  * layer record and name, presets, and generation through a tiny synthetic
  * model (with the real tokenizer, when npm has installed it). */
 #include "common.h"
+#include "download.h"
 
 #include "synthetic_model.h"
 
@@ -48,8 +49,10 @@ test_values_json (void)
   g_assert_false (bn_gimp_values_from_json (&w, "[1, 2]", -1));
   g_assert_false (bn_gimp_values_from_json (&w, "{\"steps\": 3", -1));
   g_assert_cmpint (w.steps, ==, 9);
-  g_assert_true (bn_gimp_values_from_json (&w, "{\"steps\": 0, \"seed\": \"x\", \"width\": 99999, "
-                                               "\"output\": 7, \"prompt\": 5, \"height\": 64}", -1));
+  g_assert_true (bn_gimp_values_from_json (&w,
+                                           "{\"steps\": 0, \"seed\": \"x\", \"width\": 99999, "
+                                           "\"output\": 7, \"prompt\": 5, \"height\": 64}",
+                                           -1));
   g_assert_cmpint (w.steps, ==, 9);
   g_assert_cmpint (w.seed, ==, 123456);
   g_assert_cmpint (w.width, ==, 768);
@@ -289,18 +292,88 @@ test_presets (void)
   g_assert_true (p[0].width == BN_GIMP_DEFAULT_SIZE && p[0].height == BN_GIMP_DEFAULT_SIZE);
 }
 
+/* BONSAI_MODELS points at a folder of model folders made per test. */
+static char *
+models_folder (const char *name)
+{
+  char *models = g_build_filename (tmp_dir, name, NULL);
+  g_autofree char *one = g_build_filename (models, "my-model", "transformer", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (one, 0755), ==, 0);
+  g_setenv ("BONSAI_MODELS", models, TRUE);
+  return models;
+}
+
 static void
 test_model_choices (void)
 {
+  g_autofree char *models = models_folder ("models-choices");
   g_autoptr (GPtrArray) a = bn_gimp_model_choices ("/my/model");
-  g_assert_cmpint (a->len, ==, 2);
+  g_assert_cmpint (a->len, ==, 3);
   g_assert_cmpstr (a->pdata[0], ==, "/my/model");
-  g_assert_cmpstr (a->pdata[1], ==, BN_GIMP_DEFAULT_MODEL);
-  g_autoptr (GPtrArray) b = bn_gimp_model_choices (BN_GIMP_DEFAULT_MODEL);
-  g_assert_cmpint (b->len, ==, 1);
-  g_autoptr (GPtrArray) c = bn_gimp_model_choices ("");
+  g_assert_cmpstr (a->pdata[1], ==, "my-model");
+  g_assert_cmpstr (a->pdata[2], ==, BN_GIMP_DEFAULT_MODEL);
+  /* Each once, the current one first. */
+  g_autoptr (GPtrArray) b = bn_gimp_model_choices ("my-model");
+  g_assert_cmpint (b->len, ==, 2);
+  g_assert_cmpstr (b->pdata[0], ==, "my-model");
+  g_setenv ("BONSAI_MODELS", "", TRUE);
+  g_autoptr (GPtrArray) c = bn_gimp_model_choices ("  ");
   g_assert_cmpint (c->len, ==, 1);
   g_assert_cmpstr (c->pdata[0], ==, BN_GIMP_DEFAULT_MODEL);
+  g_autoptr (GPtrArray) d = bn_gimp_model_choices (BN_GIMP_DEFAULT_MODEL);
+  g_assert_cmpint (d->len, ==, 1);
+}
+
+/* ---- downloads ------------------------------------------------------------------- */
+
+typedef struct {
+  int done_calls;
+  char *dir;
+  GError *error;
+  GMainLoop *loop;
+} Fetched;
+
+static void
+fetched (const char *dir, const GError *error, gpointer data)
+{
+  Fetched *f = data;
+  f->done_calls++;
+  f->dir = g_strdup (dir);
+  f->error = error ? g_error_copy (error) : NULL;
+  g_main_loop_quit (f->loop);
+}
+
+/* The end arrives in the caller's main loop: here an offline refusal,
+ * without network. */
+static void
+test_download_offline (void)
+{
+  g_setenv ("HF_HUB_OFFLINE", "1", TRUE);
+  g_autofree char *hub = g_build_filename (tmp_dir, "empty-hub", NULL);
+  g_setenv ("HF_HUB_CACHE", hub, TRUE);
+  Fetched f = { 0, NULL, NULL, g_main_loop_new (NULL, FALSE) };
+  BnGimpDownload *d = bn_gimp_download_start ("ternary", NULL, fetched, &f);
+  g_assert_false (bn_gimp_download_finished (d));
+  g_main_loop_run (f.loop);
+  g_assert_true (bn_gimp_download_finished (d));
+  g_assert_cmpint (f.done_calls, ==, 1);
+  g_assert_null (f.dir);
+  g_assert_error (f.error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND);
+  bn_gimp_download_free (d);
+  /* Nothing more is delivered after the end. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpint (f.done_calls, ==, 1);
+
+  /* Freed before its end was delivered: no callback at all. */
+  Fetched g = { 0, NULL, NULL, f.loop };
+  bn_gimp_download_free (bn_gimp_download_start ("ternary", NULL, fetched, &g));
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpint (g.done_calls, ==, 0);
+  g_clear_error (&f.error);
+  g_main_loop_unref (f.loop);
+  g_unsetenv ("HF_HUB_CACHE");
 }
 
 /* ---- generation --------------------------------------------------------------------- */
@@ -481,6 +554,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gimp-common/presets", test_presets);
   g_test_add_func ("/gimp-common/model-choices", test_model_choices);
   g_test_add_func ("/gimp-common/model-open-error", test_model_open_error);
+  g_test_add_func ("/gimp-common/download-offline", test_download_offline);
   g_test_add_func ("/gimp-common/generate", test_generate);
   int status = g_test_run ();
   rm_tree (tmp_dir);
