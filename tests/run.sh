@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tier: the suite built with -Werror, the suite again under
-# AddressSanitizer and UndefinedBehaviorSanitizer, and the libFuzzer targets
-# for a short while.  Ends with one line "N passed, N failed".
+# AddressSanitizer and UndefinedBehaviorSanitizer, the libFuzzer targets
+# for a short while, and the GIMP plug-ins in GIMP 2.10 and 3.0.  Ends with
+# one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,8 @@ run_suite () {
     failed=$((failed + 1))
     return
   fi
-  meson test -C "$dir" --print-errorlogs --num-processes 2 2>&1 | tee "$dir/test-summary.txt"
+  meson test -C "$dir" --print-errorlogs --num-processes 2 --no-suite gimp 2>&1 \
+    | tee "$dir/test-summary.txt"
   count_meson "$dir/test-summary.txt"
 }
 
@@ -69,6 +71,23 @@ if ninja -C build-fuzz; then
   done
 else
   failed=$((failed + 1))
+fi
+
+# GIMP: headless batch runs of the plug-ins in GIMP 2.10 (this system's) and
+# in GIMP 3.0, inside a Debian trixie root that is made once (about a minute
+# and 270 MB of packages) and reused from /var/cache/bonsai-image-ci.
+echo "=== GIMP plug-ins"
+if meson test -C build --list --suite gimp 2>/dev/null | grep -q "gimp-2.10"; then
+  meson test -C build --suite gimp --print-errorlogs 2>&1 | tee build/test-gimp2.txt
+  count_meson build/test-gimp2.txt
+else
+  echo "GIMP 2.10 skipped: the build found no libgimp-2.0 or gimp-console-2.10"
+fi
+tests/gimp/trixie-root.sh test 2>&1 | tee build/test-gimp3.txt
+if [ "${PIPESTATUS[0]}" = 77 ]; then
+  echo "GIMP 3.0 skipped"
+else
+  count_meson build/test-gimp3.txt
 fi
 
 echo "${passed} passed, ${failed} failed"
