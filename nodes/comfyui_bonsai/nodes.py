@@ -113,7 +113,16 @@ class LoadBonsaiModel:
         node = "Load Bonsai Model"
         _text(model, "model", node)
         _int(threads, "threads", node, 0, 1024)
-        return (BonsaiModel(_bonsai.Model(comfy_host.resolve_model(model)), threads),)
+        path = comfy_host.resolve_model(model)
+        try:
+            engine = _bonsai.Model(path)
+        except _bonsai.BonsaiError as e:
+            # "Which folder?" is the question: say where ComfyUI looked too.
+            folders = comfy_host.model_search_folders()
+            if e.code == _bonsai.ERROR_NOT_FOUND and path == model.strip() and folders:
+                e.args = (f"{e}; nor a folder of that name in {', '.join(folders)}",)
+            raise
+        return (BonsaiModel(engine, threads),)
 
 
 class BonsaiTextEncode:

@@ -56,8 +56,12 @@ class ModelFolders(unittest.TestCase):
                 model, = loader.load("tiny-" + kind, 1)
                 self.assertEqual(model.engine.path, os.path.join(folder, "tiny-" + kind))
                 self.assertEqual(model.threads, 1)
-        with self.assertRaisesRegex(PACK.nodes._bonsai.BonsaiError, "no-such-model"):
+        with self.assertRaises(PACK.nodes._bonsai.BonsaiError) as e:
             loader.load("no-such-model", 0)
+        self.assertIn("no-such-model", str(e.exception))
+        self.assertIn("nor a folder of that name in " + os.path.join(TMP, "models", "bonsai_image"),
+                      str(e.exception))
+        self.assertEqual(e.exception.code, PACK.nodes._bonsai.ERROR_NOT_FOUND)
 
 
 class ProgressBar(unittest.TestCase):
