@@ -262,7 +262,7 @@ tensor_repr (TensorObject *self)
 
 static PyGetSetDef tensor_getset[] = {
   { "shape", (getter) tensor_get_shape, NULL, "The dimensions, outermost first.", NULL },
-  { NULL },
+  { 0 },
 };
 
 static PyTypeObject TensorType = {
@@ -350,7 +350,7 @@ static PyGetSetDef image_getset[] = {
   { "width", (getter) image_get_width, NULL, "Pixels a row.", NULL },
   { "height", (getter) image_get_height, NULL, "Rows.", NULL },
   { "shape", (getter) image_get_shape, NULL, "[H, W, 3] (float32) or [H, W, 4] (uint8).", NULL },
-  { NULL },
+  { 0 },
 };
 
 static PyTypeObject ImageType = {
@@ -953,14 +953,14 @@ static PyMethodDef model_methods[] = {
   { "edit", (PyCFunction) (void (*) (void)) model_edit, METH_VARARGS | METH_KEYWORDS,
     "edit(references, *, prompt=None, ...) as generate, with at least one\n"
     "reference image; the size defaults to the first reference's." },
-  { NULL },
+  { 0 },
 };
 
 static PyGetSetDef model_getset[] = {
   { "path", (getter) model_get_path, NULL, "The path or name the model was opened from.", NULL },
   { "size_multiple", (getter) model_get_size_multiple, NULL,
     "Image widths and heights must be multiples of this (16 for klein).", NULL },
-  { NULL },
+  { 0 },
 };
 
 static PyTypeObject ModelType = {
@@ -1031,7 +1031,7 @@ static PyMethodDef module_methods[] = {
   { "version", module_version, METH_NOARGS, "version() -> the engine's version string" },
   { "cpu_isa", module_cpu_isa, METH_NOARGS,
     "cpu_isa() -> the instruction set the CPU kernels use ('avx512', 'avx2', 'scalar')" },
-  { NULL },
+  { 0 },
 };
 
 static struct PyModuleDef bonsai_module = {
