@@ -109,6 +109,8 @@ class Pixels(unittest.TestCase):
         out = numpy.zeros((H, W, 3), numpy.float32)
         MODEL.decode(numpy.asarray(latents), out=out)
         numpy.testing.assert_array_equal(out, whole)
+        with self.assertRaisesRegex(ValueError, f"the engine made a {W}x{H} image for a 32x32 out array"):
+            MODEL.decode(latents, out=numpy.zeros((32, 32, 3), numpy.float32))
 
     def test_tensor_buffer(self):
         t = MODEL.make_noise(W, H, 1)
