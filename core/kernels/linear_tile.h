@@ -9,9 +9,10 @@
  * mr rows of BN_LINEAR_KC floats (xp[i·BN_LINEAR_KC + k]), which keeps the
  * block of x in L1 whatever the caller's row stride.
  *
- * Every output element is accumulated in k order, one fused multiply-add at
- * a time, starting from the value the previous K block left in y; neither
- * the panel nor the thread that computes it changes that order.
+ * Every output element is accumulated in k order, one multiply-add at a
+ * time (fused on the SIMD paths), starting from the value the previous K
+ * block left in y; neither the panel nor the thread that computes it
+ * changes that order.
  */
 #ifndef BN_LINEAR_TILE_H
 #define BN_LINEAR_TILE_H
