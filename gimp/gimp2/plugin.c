@@ -389,6 +389,10 @@ run (const gchar *name, gint nparams, const GimpParam *param,
   else
     {
       load_last_values (name, &v);
+      /* From the menu without an image the result can only be a new image;
+       * a script asking for a layer without one gets an error. */
+      if (!gimp_image_is_valid (image))
+        v.output = BN_GIMP_OUTPUT_NEW_IMAGE;
       if (run_mode == GIMP_RUN_INTERACTIVE)
         {
           gboolean has_image = gimp_image_is_valid (image);
@@ -397,8 +401,6 @@ run (const gchar *name, gint nparams, const GimpParam *param,
           if (has_image)
             gimp_selection_bounds (image, &selected, &x1, &y1, &x2, &y2);
           BnGimp2DialogOptions opts = { is_edit, has_image, selected };
-          if (!has_image)
-            v.output = BN_GIMP_OUTPUT_NEW_IMAGE;
           gimp_ui_init (PLUG_IN_BINARY, FALSE);
           if (!bn_gimp2_dialog (&v, &opts))
             status = GIMP_PDB_CANCEL;

@@ -295,7 +295,9 @@ run_generate (GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
               GimpDrawable **drawables, GimpProcedureConfig *config, gpointer data)
 {
   gegl_init (NULL, NULL);
-  if (!image)
+  /* From the menu without an image the result can only be a new image;
+   * a script asking for a layer without one gets an error. */
+  if (!image && run_mode != GIMP_RUN_NONINTERACTIVE)
     g_object_set (config, "output", BN_GIMP_OUTPUT_NEW_IMAGE, NULL);
   BnGimp3DialogOptions opts = { FALSE, image != NULL, FALSE };
   if (!ask (procedure, run_mode, config, &opts))

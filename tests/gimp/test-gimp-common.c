@@ -292,21 +292,20 @@ test_presets (void)
   g_assert_true (p[0].width == BN_GIMP_DEFAULT_SIZE && p[0].height == BN_GIMP_DEFAULT_SIZE);
 }
 
-/* BONSAI_MODELS points at a folder of model folders made per test. */
-static char *
-models_folder (const char *name)
+/* Points BONSAI_MODELS at a new folder holding one model folder. */
+static void
+set_models_folder (const char *name)
 {
-  char *models = g_build_filename (tmp_dir, name, NULL);
+  g_autofree char *models = g_build_filename (tmp_dir, name, NULL);
   g_autofree char *one = g_build_filename (models, "my-model", "transformer", NULL);
   g_assert_cmpint (g_mkdir_with_parents (one, 0755), ==, 0);
   g_setenv ("BONSAI_MODELS", models, TRUE);
-  return models;
 }
 
 static void
 test_model_choices (void)
 {
-  g_autofree char *models = models_folder ("models-choices");
+  set_models_folder ("models-choices");
   g_autoptr (GPtrArray) a = bn_gimp_model_choices ("/my/model");
   g_assert_cmpint (a->len, ==, 3);
   g_assert_cmpstr (a->pdata[0], ==, "/my/model");
