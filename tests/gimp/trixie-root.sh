@@ -35,6 +35,9 @@ stamp="trixie-2 $(echo $packages)"
 for tool in debootstrap unshare chroot flock; do
   command -v $tool >/dev/null || { echo "trixie-root: $tool is not installed"; exit 77; }
 done
+# A container may forbid mounting: then there is no root to run in.
+unshare --mount --propagation private true 2>/dev/null \
+  || { echo "trixie-root: this system does not allow a private mount namespace"; exit 77; }
 
 inside () {
   chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/ci/home \
