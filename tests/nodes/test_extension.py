@@ -320,7 +320,8 @@ class Flat(unittest.TestCase):
         print(f"50 runs: Python memory {grown:+d} bytes, RSS {rss_grown / 1e6:+.1f} MB", file=sys.stderr)
         self.assertEqual([sys.getrefcount(x) for x in (MODEL, out, refs[0], callback, PROMPT)], counts)
         self.assertLess(grown, 64 * 1024)
-        self.assertLess(rss_grown, 4e6)
+        if common.RSS_MEANINGFUL:
+            self.assertLess(rss_grown, 1e6)
 
 
 if __name__ == "__main__":
