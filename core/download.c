@@ -1,6 +1,7 @@
 /* download.c — fetching a model's files into the Hugging Face cache with
  * libcurl: resume, retries, checksums, atomic renames (see download.h). */
 #include "download.h"
+#include "safetensors.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -409,7 +410,10 @@ fetch_repo_info (Job *job, GError **error)
   if (!ok)
     return FALSE;
   g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonNode *root = json_parser_load_from_data (parser, body->str, body->len, NULL)
+  /* A server's reply is untrusted: the byte checks refuse what could
+   * exhaust the recursive parser's stack. */
+  JsonNode *root = bn_json_check (url, body->str, (gssize) body->len, NULL)
+                     && json_parser_load_from_data (parser, body->str, body->len, NULL)
                      ? json_parser_get_root (parser) : NULL;
   JsonObject *o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
   const char *sha = json_string (o, "sha");

@@ -22,6 +22,8 @@ parse_object (JsonParser *parser, const char *json, gssize len,
               const char *origin, GError **error)
 {
   GError *local = NULL;
+  if (!bn_json_check (origin, json, len, error))
+    return NULL;
   if (!json_parser_load_from_data (parser, json, len, &local))
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_FORMAT,

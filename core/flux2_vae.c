@@ -237,6 +237,8 @@ bn_vae_config_parse (const char *json, const char *origin, BnVaeConfig *cfg,
   bn_vae_config_default (cfg);
   g_autoptr (JsonParser) parser = json_parser_new ();
   GError *local = NULL;
+  if (!bn_json_check (origin, json, -1, error))
+    return FALSE;
   if (!json_parser_load_from_data (parser, json, -1, &local))
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_FORMAT,

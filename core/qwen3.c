@@ -103,6 +103,8 @@ bn_qwen3_config_parse (const char *json, gssize len, const char *origin,
 {
   g_autoptr (JsonParser) parser = json_parser_new ();
   GError *perr = NULL;
+  if (!bn_json_check (origin, json, len, error))
+    return FALSE;
   if (!json_parser_load_from_data (parser, json, len, &perr))
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_FORMAT,
@@ -170,7 +172,8 @@ config_out_layers (const char *json, const char *origin, GArray *out,
                    GError **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_data (parser, json, -1, NULL))
+  if (!bn_json_check (origin, json, -1, NULL)
+      || !json_parser_load_from_data (parser, json, -1, NULL))
     return TRUE; /* already reported by bn_qwen3_config_parse */
   JsonObject *o = json_node_get_object (json_parser_get_root (parser));
   JsonNode *n = json_object_get_member (o, "out_layers");

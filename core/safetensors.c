@@ -229,6 +229,14 @@ map_file (const char *path, GError **error)
   return map;
 }
 
+gboolean
+bn_json_check (const char *origin, const char *text, gssize len,
+               GError **error)
+{
+  return check_json_bytes (origin, "JSON", text,
+                           len < 0 ? strlen (text) : (size_t) len, error);
+}
+
 JsonNode *
 bn_json_load_file (const char *path, GError **error)
 {

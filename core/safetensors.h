@@ -95,6 +95,11 @@ void bn_safetensors_drop_range (const BnSafetensors *st, const void *data,
  * BN_ST_MAX_DEPTH, no duplicate keys.  Returns the root node (free with
  * json_node_unref), or NULL with error naming the file. */
 JsonNode *bn_json_load_file (const char *path, GError **error);
+/* The byte checks alone (UTF-8, nesting depth) for JSON text about to be
+ * parsed, e.g. a config held in a header's metadata or a server's reply;
+ * len < 0 means NUL-terminated.  FALSE with a FORMAT error naming `origin`. */
+gboolean bn_json_check (const char *origin, const char *text, gssize len,
+                        GError **error);
 
 /* ---- writing ----------------------------------------------------------- */
 
