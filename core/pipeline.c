@@ -2,6 +2,7 @@
  * encoding, noise, the denoising loop, decoding (spec §1, §5, §6). */
 #include "pipeline.h"
 
+#include "backend.h"
 #include "cache.h"
 #include "image_io.h"
 #include "qwen3.h"
@@ -128,6 +129,8 @@ check_request (const BonsaiModel *m, const BonsaiRequest *req, Plan *p,
 {
   memset (p, 0, sizeof *p);
   const BnFlux2Config *cfg = &m->dit->cfg;
+  if (!bn_backend_check_pipeline (error))
+    return FALSE;
   if (req->steps < 1 || req->steps > BONSAI_MAX_STEPS)
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,

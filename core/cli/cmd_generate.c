@@ -18,6 +18,7 @@ typedef struct {
   char *features;
   char **inputs;
   char *output;
+  char *backend;
   int width, height, steps, threads;
   gint64 seed;
   gboolean quiet;
@@ -31,6 +32,7 @@ args_clear (Args *a)
   g_free (a->features);
   g_strfreev (a->inputs);
   g_free (a->output);
+  g_free (a->backend);
 }
 
 /* ---- progress bar ---------------------------------------------------------- */
@@ -153,6 +155,27 @@ out:
   return ok ? 0 : bn_cli_fail (error);
 }
 
+/* --backend NAME: FALSE, with the exit status in *rc, when NAME is not a
+ * backend or its device cannot be used ("no CUDA device"). */
+static gboolean
+select_backend (const char *name, int *rc)
+{
+  BonsaiBackend b;
+  GError *error = NULL;
+  if (!bonsai_backend_from_string (name, &b))
+    {
+      fprintf (stderr, "bonsai-image: --backend is auto, cpu or cuda, not '%s'\n", name);
+      *rc = 2;
+      return FALSE;
+    }
+  if (!bonsai_backend_select (b, &error))
+    {
+      *rc = bn_cli_fail (error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static int
 command (int argc, char **argv, gboolean edit)
 {
@@ -171,6 +194,8 @@ command (int argc, char **argv, gboolean edit)
     { "seed", 0, 0, G_OPTION_ARG_INT64, &a.seed, "Noise seed (default: random, printed)", "S" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &a.output, "Output PNG (default bonsai-SEED.png)", "FILE" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "Threads (default: one per processor)", "N" },
+    { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend,
+      "Where to compute: auto, cpu or cuda (default: $BONSAI_BACKEND, else auto)", "NAME" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &a.quiet, "Print nothing but errors", NULL },
     { NULL },
   };
@@ -200,7 +225,7 @@ command (int argc, char **argv, gboolean edit)
                argv[0], edit ? "-i IMAGE, " : "", help);
       rc = 2;
     }
-  else
+  else if (!a.backend || select_backend (a.backend, &rc))
     rc = run (&a, edit);
   g_option_context_free (ctx);
   args_clear (&a);

@@ -52,6 +52,34 @@ BONSAI_API const char *bonsai_version (void);
  * "avx512", "avx2" or "scalar".  BONSAI_CPU_ISA=scalar|avx2|avx512 caps it. */
 BONSAI_API const char *bonsai_cpu_isa (void);
 
+/* ---- Backends ---------------------------------------------------------- */
+
+typedef enum {
+  BONSAI_BACKEND_AUTO, /* CUDA when its module, a driver and a GPU are
+                          there; otherwise the CPU (logged once)         */
+  BONSAI_BACKEND_CPU,  /* the built-in CPU kernels                        */
+  BONSAI_BACKEND_CUDA, /* the CUDA module (libbonsai-cuda), or an error   */
+} BonsaiBackend;
+
+/* Chooses the backend for the whole process (default: BONSAI_BACKEND=
+ * auto|cpu|cuda from the environment, else AUTO).  Choosing CUDA loads the
+ * module and opens the first GPU now, and fails with BONSAI_ERROR_BACKEND
+ * saying why ("no CUDA device", no driver, no module) when it cannot; the
+ * choice is then left unchanged.  Work in progress (issue 9): the CUDA
+ * module's kernels are built and tested, but generation does not run on
+ * them yet, so with CUDA chosen explicitly bonsai_generate() and
+ * bonsai_sample() fail with BONSAI_ERROR_BACKEND rather than run on the CPU
+ * unnoticed; AUTO runs them on the CPU. */
+BONSAI_API gboolean bonsai_backend_select (BonsaiBackend backend,
+                                           GError **error);
+/* The device the selected backend resolves to: "cpu", or "cuda: " and the
+ * GPU's name.  A new string the caller frees with g_free(); a CUDA device
+ * that cannot be opened reads "cpu" (AUTO) or sets BONSAI_ERROR_BACKEND. */
+BONSAI_API char *bonsai_backend_describe (GError **error);
+/* Parses "auto", "cpu" or "cuda" (any case); FALSE for anything else. */
+BONSAI_API gboolean bonsai_backend_from_string (const char *name,
+                                                BonsaiBackend *out);
+
 /* ---- Images ------------------------------------------------------------ */
 
 typedef enum {
