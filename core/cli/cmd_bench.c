@@ -3,13 +3,15 @@
  * transformer's real shapes.
  *
  * `bench kernels` times y = x·Wᵀ for dense f32, dense bf16, binary (Q1, g128,
- * bf16 scales, biases −s/2) and ternary (Q2, g128, biases −s) weights, and
- * prints GFLOP/s (2·M·N·K flops), the fraction of a measured FMA peak (a
- * register-only loop on the same threads, so it tracks the real clock) and
- * the ratio to dense f32 on the same shape in the same run. */
+ * bf16 scales, biases −s/2) and ternary (Q2, g128, biases −s) weights — the
+ * low-bit ones also with bf16 and int8 activations — and prints GFLOP/s
+ * (2·M·N·K flops), the fraction of a measured peak (a register-only loop of
+ * the row's own instructions on the same threads, so it tracks the real
+ * clock) and the ratio to dense f32 on the same shape in the same run. */
 #include "cli.h"
 
 #include "bonsai/bonsai.h"
+#include "kernels/linear_lowp.h"
 #include "kernels/linear_tile.h"
 
 #include <stdio.h>
@@ -18,13 +20,19 @@
 typedef struct {
   const char *name;
   BnDType dtype;
+  BnActPrecision act;
+  int weights;  /* the row whose weights it uses */
 } KernelFormat;
 
 static const KernelFormat formats[] = {
-  { "f32", BN_DTYPE_F32 },
-  { "bf16", BN_DTYPE_BF16 },
-  { "binary", BN_DTYPE_Q1 },
-  { "ternary", BN_DTYPE_Q2 },
+  { "f32", BN_DTYPE_F32, BN_ACT_EXACT, 0 },
+  { "bf16", BN_DTYPE_BF16, BN_ACT_EXACT, 1 },
+  { "binary", BN_DTYPE_Q1, BN_ACT_EXACT, 2 },
+  { "bin-xbf16", BN_DTYPE_Q1, BN_ACT_BF16, 2 },
+  { "bin-xi8", BN_DTYPE_Q1, BN_ACT_INT8, 2 },
+  { "ternary", BN_DTYPE_Q2, BN_ACT_EXACT, 5 },
+  { "ter-xbf16", BN_DTYPE_Q2, BN_ACT_BF16, 5 },
+  { "ter-xi8", BN_DTYPE_Q2, BN_ACT_INT8, 5 },
 };
 
 /* (K, N) of the DiT's linears: attention projections, the fused
@@ -92,6 +100,7 @@ make_weights (BnTensor *w, BnDType dtype, int64_t n, int64_t k, GError **error)
 
 typedef struct {
   const BnLinearPath *path;
+  const BnLowpPath *lowp;  /* or NULL: the FMA loop */
   int64_t iters;
   float sink;
 } PeakJob;
@@ -100,25 +109,27 @@ static void
 peak_chunk (void *ctx, int64_t begin, int64_t end, int thread_index)
 {
   PeakJob *job = ctx;
-  float v = job->path->fma_loop (job->iters);
+  float v = job->lowp ? (float) job->lowp->dot_loop (job->iters) : job->path->fma_loop (job->iters);
   /* Kept (from one thread, without a race) so the work has a use. */
   if (thread_index == 0)
     job->sink = v;
 }
 
-/* GFLOP/s of the path's register-only FMA loop on every thread at once. */
+/* G(FL)OP/s of the path's register-only FMA loop, or of a low-precision
+ * path's dot-product loop, on every thread at once. */
 static double
-measure_peak (BnThreadPool *pool, const BnLinearPath *path)
+measure_peak (BnThreadPool *pool, const BnLinearPath *path, const BnLowpPath *lowp)
 {
   const int threads = bn_thread_pool_size (pool);
-  PeakJob job = { path, 20000000, 0.0f };
+  PeakJob job = { path, lowp, 20000000, 0.0f };
+  const int per_iter = lowp ? lowp->ops_per_iter : path->flops_per_iter;
   double best = 0.0;
   for (int rep = 0; rep < 3; rep++)
     {
       gint64 t0 = g_get_monotonic_time ();
       bn_parallel_for (pool, threads, peak_chunk, &job);
       double s = (double) (g_get_monotonic_time () - t0) / 1e6;
-      best = MAX (best, (double) threads * (double) job.iters * path->flops_per_iter / s / 1e9);
+      best = MAX (best, (double) threads * (double) job.iters * per_iter / s / 1e9);
     }
   return best;
 }
@@ -126,14 +137,14 @@ measure_peak (BnThreadPool *pool, const BnLinearPath *path)
 /* Best seconds of at least three runs, more while the total stays under a
  * second (small shapes). */
 static double
-time_linear (BnThreadPool *pool, BnIsa isa, const BnTensor *w, const float *x,
-             int64_t m, float *y)
+time_linear (BnThreadPool *pool, BnIsa isa, const BnTensor *w,
+             BnActPrecision act, const float *x, int64_t m, float *y)
 {
   double best = G_MAXDOUBLE, total = 0.0;
   for (int rep = 0; rep < 5 && (rep < 3 || total < 1.0); rep++)
     {
       gint64 t0 = g_get_monotonic_time ();
-      bn_linear_isa (pool, isa, w, x, m, w->shape[1], y, w->shape[0]);
+      bn_linear_lowp_isa (pool, isa, act, w, x, m, w->shape[1], y, w->shape[0]);
       double s = (double) (g_get_monotonic_time () - t0) / 1e6;
       best = MIN (best, s);
       total += s;
@@ -164,13 +175,14 @@ parse_isa (const char *name, BnIsa *isa, GError **error)
 /* One shape: makes the four weight tensors and times each for every M. */
 static gboolean
 bench_shape (BnThreadPool *pool, BnIsa isa, int64_t k, int64_t n,
-             const int64_t *ms, int n_m, double peak, GError **error)
+             const int64_t *ms, int n_m, const double *peaks, GError **error)
 {
   BnTensor w[G_N_ELEMENTS (formats)] = { { 0 } };
   float *x = NULL, *y = NULL;
   gboolean ok = TRUE;
   for (size_t f = 0; f < G_N_ELEMENTS (formats) && ok; f++)
-    ok = make_weights (&w[f], formats[f].dtype, n, k, error);
+    if (formats[f].weights == (int) f)
+      ok = make_weights (&w[f], formats[f].dtype, n, k, error);
   const int64_t m_max = ms[n_m - 1];
   if (ok)
     {
@@ -196,13 +208,18 @@ bench_shape (BnThreadPool *pool, BnIsa isa, int64_t k, int64_t n,
           double f32_rate = 0.0;
           for (size_t f = 0; f < G_N_ELEMENTS (formats); f++)
             {
-              double s = time_linear (pool, isa, &w[f], x, ms[i], y);
+              const BnActPrecision act = formats[f].act;
+              const BnTensor *wf = &w[formats[f].weights];
+              if (act != BN_ACT_EXACT && !bn_linear_lowp_applies (isa, act, wf))
+                continue;
+              double s = time_linear (pool, isa, wf, act, x, ms[i], y);
               double rate = 2.0 * (double) ms[i] * (double) n * (double) k / s / 1e9;
               if (f == 0)
                 f32_rate = rate;
               printf ("| %5" G_GINT64_FORMAT " | %5" G_GINT64_FORMAT " | %5" G_GINT64_FORMAT
-                      " | %-7s | %9.1f | %7.1f | %5.0f%% | %5.2f |\n",
-                      ms[i], k, n, formats[f].name, s * 1e3, rate, 100.0 * rate / peak,
+                      " | %-9s | %9.1f | %7.1f | %5.0f%% | %5.2f |\n",
+                      ms[i], k, n, formats[f].name, s * 1e3, rate,
+                      100.0 * rate / peaks[act],
                       rate / f32_rate);
               fflush (stdout);
             }
@@ -211,7 +228,8 @@ bench_shape (BnThreadPool *pool, BnIsa isa, int64_t k, int64_t n,
   g_free (x);
   g_free (y);
   for (size_t f = 0; f < G_N_ELEMENTS (formats); f++)
-    bn_tensor_clear (&w[f]);
+    if (formats[f].weights == (int) f)
+      bn_tensor_clear (&w[f]);
   return ok;
 }
 
@@ -272,16 +290,25 @@ bench_kernels (int argc, char **argv)
   const int64_t *ms = quick ? quick_m : full_m;
   const int n_m = quick ? (int) G_N_ELEMENTS (quick_m) : (int) G_N_ELEMENTS (full_m);
   const int n_threads = bn_thread_pool_size (pool);
-  double peak = measure_peak (pool, bn_linear_path (isa));
-  printf ("bench kernels: isa %s, %d thread%s, fp32 activations and accumulation\n",
+  printf ("bench kernels: isa %s, %d thread%s; fp32 accumulation, fp32 activations\n"
+          "except in the -xbf16 rows (bf16) and -xi8 rows (int8 per token and group)\n",
           bn_isa_name (isa), n_threads, n_threads == 1 ? "" : "s");
-  printf ("FMA peak (register-only loop, %d thread%s): %.1f GFLOP/s\n\n", n_threads,
-          n_threads == 1 ? "" : "s", peak);
-  printf ("|     M |     K |     N | weights |        ms | GFLOP/s |  peak | vs f32 |\n");
-  printf ("|------:|------:|------:|:--------|----------:|--------:|------:|-------:|\n");
+  /* Each row's peak column is against its own instructions' ceiling. */
+  double peaks[BN_ACT_INT8 + 1];
+  peaks[BN_ACT_EXACT] = measure_peak (pool, bn_linear_path (isa), NULL);
+  printf ("peak of register-only loops: fp32 FMA %.1f GFLOP/s", peaks[BN_ACT_EXACT]);
+  for (int a = BN_ACT_BF16; a <= BN_ACT_INT8; a++)
+    {
+      const BnLowpPath *lp = bn_lowp_path (isa, (BnActPrecision) a);
+      peaks[a] = lp ? measure_peak (pool, NULL, lp) : 0.0;
+      if (lp)
+        printf (", %s %.1f GOP/s", lp->name, peaks[a]);
+    }
+  printf ("\n\n|     M |     K |     N | weights   |        ms | GFLOP/s |  peak | vs f32 |\n");
+  printf ("|------:|------:|------:|:----------|----------:|--------:|------:|-------:|\n");
   gboolean ok = TRUE;
   for (size_t s = 0; s < G_N_ELEMENTS (shapes) && ok; s++)
-    ok = bench_shape (pool, isa, shapes[s].k, shapes[s].n, ms, n_m, peak, &error);
+    ok = bench_shape (pool, isa, shapes[s].k, shapes[s].n, ms, n_m, peaks, &error);
   bn_thread_pool_free (pool);
   return ok ? 0 : bn_cli_fail (error);
 }

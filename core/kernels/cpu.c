@@ -33,6 +33,47 @@ detect (void)
   return BN_ISA_AVX2;
 }
 
+/* AVX-512 extensions: bit 0 VNNI (CPUID 7.0 ECX 11), bit 1 BF16
+ * (CPUID 7.1 EAX 5). */
+static unsigned
+detect_extensions (void)
+{
+  unsigned a, b, c, d, found = 0;
+  if (detect () != BN_ISA_AVX512)
+    return 0;
+  if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && ((c >> 11) & 1))
+    found |= 1;
+  if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && a >= 1
+      && __get_cpuid_count (7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
+    found |= 2;
+  return found;
+}
+
+static unsigned
+extensions (void)
+{
+  static gsize once = 0;
+  static unsigned ext;
+  if (g_once_init_enter (&once))
+    {
+      ext = detect_extensions ();
+      g_once_init_leave (&once, 1);
+    }
+  return ext;
+}
+
+gboolean
+bn_cpu_has_vnni (void)
+{
+  return (extensions () & 1) != 0;
+}
+
+gboolean
+bn_cpu_has_bf16 (void)
+{
+  return (extensions () & 2) != 0;
+}
+
 static BnIsa
 hardware_isa (void)
 {

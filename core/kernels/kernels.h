@@ -25,6 +25,10 @@ BnIsa bn_cpu_isa (void);
 /* Whether this CPU can run `isa`. */
 gboolean bn_cpu_supports (BnIsa isa);
 const char *bn_isa_name (BnIsa isa);
+/* Whether the CPU has AVX-512 VNNI (8-bit dot products) and AVX-512 BF16,
+ * which the low-precision paths use within BN_ISA_AVX512. */
+gboolean bn_cpu_has_vnni (void);
+gboolean bn_cpu_has_bf16 (void);
 
 /* The oracle: double accumulation, one element at a time; single thread. */
 void bn_linear_ref (const BnTensor *w, const float *x, int64_t m,
@@ -39,5 +43,37 @@ void bn_linear_isa (BnThreadPool *pool, BnIsa isa, const BnTensor *w,
 /* The same on bn_cpu_isa(). */
 void bn_linear (BnThreadPool *pool, const BnTensor *w, const float *x,
                 int64_t m, int64_t ldx, float *y, int64_t ldy);
+
+/* Activation precision of a linear (linear_lowp.h).  EXACT is the fp32
+ * path above; BF16 and INT8 round x (and only x) for speed, and apply to
+ * binary and ternary W only (Q1/Q2, K a multiple of 128, group size
+ * dividing 128). */
+typedef enum {
+  BN_ACT_EXACT,
+  BN_ACT_BF16,  /* x to bf16; needs AVX-512 BF16 */
+  BN_ACT_INT8,  /* x to int8 per token and weight group; AVX2 or VNNI */
+} BnActPrecision;
+
+/* Whether `act` would round x for `w` on `isa` here; if not, the calls
+ * below are the exact path. */
+gboolean bn_linear_lowp_applies (BnIsa isa, BnActPrecision act,
+                                 const BnTensor *w);
+/* y = x·Wᵀ with activations in `act` where that applies, else exactly;
+ * same arguments as bn_linear_isa. */
+void bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
+                         const BnTensor *w, const float *x, int64_t m,
+                         int64_t ldx, float *y, int64_t ldy);
+void bn_linear_lowp (BnThreadPool *pool, BnActPrecision act,
+                     const BnTensor *w, const float *x, int64_t m,
+                     int64_t ldx, float *y, int64_t ldy);
+/* The oracle of `act` (BF16 or INT8) for W binary or ternary: the same
+ * rounding of x (and for BF16 of the weight values), then double sums;
+ * single thread. */
+void bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w,
+                         const float *x, int64_t m, int64_t ldx, float *y,
+                         int64_t ldy);
+/* The precision named `name` ("exact", "bf16", "int8"), FALSE if none. */
+gboolean bn_act_precision_parse (const char *name, BnActPrecision *act);
+const char *bn_act_precision_name (BnActPrecision act);
 
 #endif
