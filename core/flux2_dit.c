@@ -91,6 +91,7 @@ typedef struct {
   BnThreadPool *pool;
   int64_t n_txt, n_tok;
   int64_t chunk;  /* tokens per chunk */
+  BnActPrecision act; /* of the blocks' linears */
   int64_t ld_qkv;
   float *h;       /* [n_tok, dim] residual stream: text, then image tokens */
   float *qkv;     /* [n_tok, 3·dim] q, k, v after QK norm and RoPE */
@@ -276,7 +277,7 @@ stream_qkv (const Fwd *f, const BnFlux2Stream *s, const float *mod,
       int64_t rows = MIN (f->chunk, end - r0);
       ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
       for (int j = 0; j < s->n_qkv; j++)
-        bn_linear (f->pool, &s->qkv[j], f->xr, rows, d,
+        bn_linear_lowp (f->pool, f->act, &s->qkv[j], f->xr, rows, d,
                    f->qkv + r0 * f->ld_qkv + j * width, f->ld_qkv);
       finish_qkv (f, r0, rows, s->q_norm, s->k_norm);
     }
@@ -292,13 +293,13 @@ stream_update (const Fwd *f, const BnFlux2Stream *s, const float *mod,
     {
       int64_t rows = MIN (f->chunk, end - r0);
       float *h = f->h + r0 * d;
-      bn_linear (f->pool, &s->proj, f->att + r0 * d, rows, d, f->yr, d);
+      bn_linear_lowp (f->pool, f->act, &s->proj, f->att + r0 * d, rows, d, f->yr, d);
       gate_residual (f, h, rows, mod + 2 * d);
       ln_mod (f, h, rows, mod + 3 * d, mod + 4 * d, f->xr);
-      bn_linear (f->pool, &s->mlp_in, f->xr, rows, d, f->ur, 2 * m);
+      bn_linear_lowp (f->pool, f->act, &s->mlp_in, f->xr, rows, d, f->ur, 2 * m);
       SwigluJob sw = { f->ur, m };
       bn_parallel_for (f->pool, rows, swiglu_rows, &sw);
-      bn_linear (f->pool, &s->mlp_out, f->ur, rows, 2 * m, f->yr, d);
+      bn_linear_lowp (f->pool, f->act, &s->mlp_out, f->ur, rows, 2 * m, f->yr, d);
       gate_residual (f, h, rows, mod + 5 * d);
     }
 }
@@ -337,7 +338,7 @@ single_block (const Fwd *f, const BnFlux2SingleBlock *b, const float *mod)
     {
       int64_t rows = MIN (f->chunk, f->n_tok - r0);
       ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
-      bn_linear (f->pool, &b->linear1_qkv, f->xr, rows, d,
+      bn_linear_lowp (f->pool, f->act, &b->linear1_qkv, f->xr, rows, d,
                  f->qkv + r0 * f->ld_qkv, f->ld_qkv);
       finish_qkv (f, r0, rows, b->q_norm, b->k_norm);
     }
@@ -348,10 +349,10 @@ single_block (const Fwd *f, const BnFlux2SingleBlock *b, const float *mod)
     {
       int64_t rows = MIN (f->chunk, f->n_tok - r0);
       ln_mod (f, f->h + r0 * d, rows, mod, mod + d, f->xr);
-      bn_linear (f->pool, &b->linear1_mlp, f->xr, rows, d, f->ur, 2 * m);
+      bn_linear_lowp (f->pool, f->act, &b->linear1_mlp, f->xr, rows, d, f->ur, 2 * m);
       CatJob cj = { f, r0 };
       bn_parallel_for (f->pool, rows, cat_rows, &cj);
-      bn_linear (f->pool, &b->linear2, f->cr, rows, d + m, f->yr, d);
+      bn_linear_lowp (f->pool, f->act, &b->linear2, f->cr, rows, d + m, f->yr, d);
       gate_residual (f, f->h + r0 * d, rows, mod + 2 * d);
     }
 }
@@ -394,6 +395,8 @@ check_input (const BnFlux2Dit *dit, const BnFlux2Input *in, const float *out,
     problem = "the timestep is not a finite number";
   else if (in->chunk_rows < 0)
     problem = "chunk_rows must not be negative";
+  else if ((unsigned) in->act > BN_ACT_INT8)
+    problem = "unknown activation precision";
   if (problem)
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
@@ -441,6 +444,7 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
   Fwd f = {
     .c = c, .pool = pool, .n_txt = in->n_txt, .n_tok = n_tok,
     .chunk = chunk_of (in->chunk_rows),
+    .act = in->act,
     .ld_qkv = 3 * d,
     .h = ws + l.h, .qkv = ws + l.qkv, .att = ws + l.att,
     .xr = ws + l.xr, .ur = ws + l.ur, .cr = ws + l.cr, .yr = ws + l.yr,

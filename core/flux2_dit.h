@@ -12,6 +12,7 @@
 #define BN_FLUX2_DIT_H
 
 #include "safetensors.h"
+#include "kernels/kernels.h"
 #include "threadpool.h"
 #include "weights.h"
 
@@ -134,6 +135,9 @@ typedef struct {
   int64_t chunk_rows;      /* tokens per chunk of the row-wise work; 0:
                             * BN_FLUX2_CHUNK_ROWS.  Fewer need less memory,
                             * more let the linears reuse decoded weights */
+  BnActPrecision act;      /* activations of the blocks' binary/ternary
+                            * linears: BN_ACT_EXACT (fp32, the default),
+                            * BF16 or INT8 where the CPU has them */
   const gint *cancel;      /* NULL, or read atomically between blocks:
                             * nonzero stops with BONSAI_ERROR_CANCELLED */
   BnFlux2Progress progress; /* NULL or called after every block */
@@ -146,7 +150,8 @@ size_t bn_flux2_workspace_bytes (const BnFlux2Config *cfg, int64_t n_tokens,
                                  int64_t chunk_rows);
 
 /* Runs the transformer: out[n_out, out_channels] = velocity of the first
- * n_out image tokens.  fp32 activations; the result depends neither on the
+ * n_out image tokens.  fp32 activations (in->act may round the inputs of
+ * the blocks' low-bit linears); the result depends neither on the
  * pool's thread count (pool may be NULL) nor on chunk_rows.  Only what
  * attention needs is kept for all tokens; everything else, such as the wide
  * single-block linear1 output, is computed chunk_rows tokens at a time.

@@ -2,6 +2,8 @@
  * encoding, noise, the denoising loop, decoding (spec §1, §5, §6). */
 #include "pipeline.h"
 
+#include "kernels/linear_lowp.h"
+
 #include "backend.h"
 #include "cache.h"
 #include "image_io.h"
@@ -27,6 +29,34 @@ bonsai_request_init (BonsaiRequest *request)
   request->height = BONSAI_SIZE_AUTO;
   request->steps = DEFAULT_STEPS;
   request->format = BONSAI_PIXEL_RGBA8;
+}
+
+gboolean
+bonsai_precision_from_string (const char *name, BonsaiPrecision *out)
+{
+  static const char *const names[] = { "auto", "exact", "bf16", "int8" };
+  for (size_t i = 0; name && i < G_N_ELEMENTS (names); i++)
+    if (!strcmp (name, names[i]))
+      {
+        *out = (BonsaiPrecision) i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+BnActPrecision
+bn_act_precision_of (BonsaiPrecision precision)
+{
+  switch (precision)
+    {
+    case BONSAI_PRECISION_EXACT: return BN_ACT_EXACT;
+    case BONSAI_PRECISION_BF16: return BN_ACT_BF16;
+    case BONSAI_PRECISION_INT8: return BN_ACT_INT8;
+    default:
+      /* bf16 rounds x about 6 times less than int8 per group and, on the
+       * CPUs that have it, runs as fast or faster (bench kernels). */
+      return bn_lowp_path (bn_cpu_isa (), BN_ACT_BF16) ? BN_ACT_BF16 : BN_ACT_EXACT;
+    }
 }
 
 /* ---- progress and cancellation ---------------------------------------------- */
@@ -398,6 +428,7 @@ sample (BonsaiModel *m, const BonsaiRequest *req, Run *r, GError **error)
   BnFlux2Input in = {
     .x = x, .img_ids = img_ids, .n_img = n_all, .n_out = p.n_img,
     .ctx = ctx, .txt_ids = txt_ids, .n_txt = p.n_txt, .cancel = r->cancel,
+    .act = bn_act_precision_of (req->precision),
   };
   for (int i = 0; ok && i < req->steps; i++)
     {

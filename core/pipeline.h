@@ -15,6 +15,10 @@
 #include "flux2_dit.h"
 #include "flux2_vae.h"
 
+/* The kernels' activation precision for a request's: AUTO resolves to
+ * what this CPU runs best (BF16 with AVX-512 BF16, else EXACT). */
+BnActPrecision bn_act_precision_of (BonsaiPrecision precision);
+
 struct BonsaiModel {
   gint refs;           /* changed through cache.c when it may reach 0 */
   char *cache_key;     /* its key in the model cache, or NULL */

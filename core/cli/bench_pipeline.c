@@ -9,14 +9,22 @@
  * child process, so that its peak RSS (the kernel's maximum resident set of
  * the child, ru_maxrss) is that of one generation — model opening, mapped
  * weights touched, activations, decode — and not that of writing the model
- * or of another size. */
+ * or of another size.
+ *
+ * With several --precision values each size runs once per precision, same
+ * seed, and every image after the first is compared with the first: PSNR
+ * over the float RGB pixels in [0, 1] (the child leaves them in a
+ * temporary file). */
 #include "cli.h"
 
 #include "synthetic_model.h"
 
 #include "bonsai/bonsai.h"
 
+#include <glib/gstdio.h>
+
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +74,8 @@ on_progress (BonsaiStage stage, int done, int total, gpointer data)
 
 /* One generation of size × size, measured into r. */
 static void
-generate_once (const char *dir, int size, int steps, int threads, Result *r)
+generate_once (const char *dir, int size, int steps, int threads,
+               BonsaiPrecision precision, const char *pixels_path, Result *r)
 {
   GError *error = NULL;
   BonsaiTensor *feats = NULL;
@@ -95,6 +104,7 @@ generate_once (const char *dir, int size, int steps, int threads, Result *r)
       req.steps = steps;
       req.seed = 1;
       req.threads = threads;
+      req.precision = precision;
       req.format = BONSAI_PIXEL_RGB_F32;
       Clock clock = { r, g_get_monotonic_time (), 0 };
       r->ok = bonsai_generate (model, &req, on_progress, &clock, &img, &error);
@@ -107,6 +117,9 @@ generate_once (const char *dir, int size, int steps, int threads, Result *r)
       for (size_t i = 0; i < (size_t) size * size * 3; i++)
         sum += p[i];
       r->mean_pixel = sum / ((double) size * size * 3);
+      if (!g_file_set_contents (pixels_path, img->pixels,
+                                (gssize) ((size_t) size * size * 3 * sizeof (float)), &error))
+        r->ok = FALSE;
     }
   if (error)
     g_strlcpy (r->message, error->message, sizeof r->message);
@@ -118,7 +131,8 @@ generate_once (const char *dir, int size, int steps, int threads, Result *r)
 
 /* Runs generate_once in a child; *peak_kb is the child's maximum RSS. */
 static gboolean
-measure (const char *dir, int size, int steps, int threads, Result *r,
+measure (const char *dir, int size, int steps, int threads,
+         BonsaiPrecision precision, const char *pixels_path, Result *r,
          long *peak_kb, GError **error)
 {
   int fds[2];
@@ -141,7 +155,7 @@ measure (const char *dir, int size, int steps, int threads, Result *r,
   if (pid == 0)
     {
       close (fds[0]);
-      generate_once (dir, size, steps, threads, r);
+      generate_once (dir, size, steps, threads, precision, pixels_path, r);
       gboolean sent = write (fds[1], r, sizeof *r) == (ssize_t) sizeof *r;
       _exit (sent ? 0 : 1);
     }
@@ -166,22 +180,32 @@ measure (const char *dir, int size, int steps, int threads, Result *r,
   return TRUE;
 }
 
+/* PSNR in dB of b against a, n floats in [0, 1]; INFINITY if equal. */
+static double
+psnr (const float *a, const float *b, size_t n)
+{
+  double se = 0.0;
+  for (size_t i = 0; i < n; i++)
+    se += ((double) a[i] - b[i]) * ((double) a[i] - b[i]);
+  return se > 0.0 ? 10.0 * log10 ((double) n / se) : INFINITY;
+}
+
 static void
-report (int size, const Result *r, long peak_kb)
+report (int size, const char *precision, const Result *r, long peak_kb)
 {
   if (!r->ok)
     {
-      printf ("  %4d×%-4d  failed: %s\n", size, size, r->message);
+      printf ("  %4d×%-4d %-5s failed: %s\n", size, size, precision, r->message);
       return;
     }
   double sum = 0;
   int timed = MIN (r->steps, MAX_TIMED_STEPS);
   for (int i = 0; i < timed; i++)
     sum += r->step_s[i];
-  printf ("  %4d×%-4d  %.1f s/step (", size, size, sum / timed);
+  printf ("  %4d×%-4d %-5s %.1f s/step (", size, size, precision, sum / timed);
   for (int i = 0; i < timed; i++)
     printf ("%s%.1f", i ? ", " : "", r->step_s[i]);
-  printf ("), decode %.1f s in %d tile%s, open %.2f s, peak RSS %.0f MiB, mean pixel %.3f\n",
+  printf ("), decode %.1f s in %d tile%s, open %.2f s, peak RSS %.0f MiB, mean pixel %.3f",
           r->decode_s, r->tiles, r->tiles == 1 ? "" : "s", r->open_s,
           peak_kb / 1024.0, r->mean_pixel);
 }
@@ -191,6 +215,7 @@ bn_bench_pipeline (int argc, char **argv)
 {
   g_autofree char *dir = NULL;
   g_auto (GStrv) sizes = NULL;
+  g_autofree char *precisions = NULL;
   int steps = 1, threads = 0, bits = 2;
   GOptionEntry entries[] = {
     { "size", 0, 0, G_OPTION_ARG_STRING_ARRAY, &sizes,
@@ -201,6 +226,9 @@ bn_bench_pipeline (int argc, char **argv)
       "Worker threads (default: one per processor)", "N" },
     { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
       "Folder of the synthetic model (default: the user cache)", "DIR" },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precisions,
+      "Comma-separated: auto, exact, bf16, int8; images after the first are "
+      "compared with it (default auto)", "LIST" },
     { NULL },
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("");
@@ -217,6 +245,21 @@ bn_bench_pipeline (int argc, char **argv)
   if (argc > 1 || (bits != 1 && bits != 2) || steps < 1 || steps > BONSAI_MAX_STEPS)
     {
       fprintf (stderr, "bonsai-image: bench pipeline: bad arguments (see --help)\n");
+      return 2;
+    }
+  g_auto (GStrv) prec_names = g_strsplit (precisions ? precisions : "auto", ",", -1);
+  BonsaiPrecision prec[8];
+  int n_prec = 0;
+  for (char **p = prec_names; *p; p++)
+    if (n_prec == (int) G_N_ELEMENTS (prec) || !bonsai_precision_from_string (*p, &prec[n_prec++]))
+      {
+        fprintf (stderr, "bonsai-image: bench pipeline: --precision takes up to 8 of "
+                 "auto, exact, bf16, int8 (got '%s')\n", *p);
+        return 2;
+      }
+  if (n_prec == 0)
+    {
+      fprintf (stderr, "bonsai-image: bench pipeline: --precision is empty\n");
       return 2;
     }
   GArray *sides = g_array_new (FALSE, FALSE, sizeof (int));
@@ -268,23 +311,54 @@ bn_bench_pipeline (int argc, char **argv)
           "  prompt features given: the text encoder is NOT included\n"
           "  %d step%s per size, %s threads, CPU kernels %s\n",
           pack, steps, steps == 1 ? "" : "s", who, bonsai_cpu_isa ());
+  char *tmp_dir = g_dir_make_tmp ("bonsai-bench-XXXXXX", &error);
+  if (!tmp_dir)
+    {
+      g_array_unref (sides);
+      return bn_cli_fail (error);
+    }
   int failed = 0;
   for (guint i = 0; i < sides->len; i++)
     {
       int side = g_array_index (sides, int, i);
-      Result r;
-      long peak_kb = 0;
-      if (!measure (dir, side, steps, threads, &r, &peak_kb, &error))
+      const size_t floats = (size_t) side * side * 3;
+      gchar *first = NULL;
+      for (int p = 0; p < n_prec; p++)
         {
-          printf ("  %4d×%-4d  failed: %s\n", side, side, error->message);
-          g_clear_error (&error);
-          failed++;
-          continue;
+          Result r;
+          long peak_kb = 0;
+          char *path = g_strdup_printf ("%s/%d-%d.f32", tmp_dir, side, p);
+          if (!measure (dir, side, steps, threads, prec[p], path, &r, &peak_kb, &error))
+            {
+              printf ("  %4d×%-4d %-5s failed: %s\n", side, side, prec_names[p], error->message);
+              g_clear_error (&error);
+              failed++;
+              g_free (path);
+              continue;
+            }
+          report (side, prec_names[p], &r, peak_kb);
+          gchar *pixels = NULL;
+          gsize len = 0;
+          if (r.ok && g_file_get_contents (path, &pixels, &len, NULL)
+              && len == floats * sizeof (float))
+            {
+              if (!first)
+                first = g_steal_pointer (&pixels);
+              else
+                printf (", PSNR vs %s %.1f dB", prec_names[0],
+                        psnr ((const float *) first, (const float *) pixels, floats));
+            }
+          printf ("\n");
+          g_free (pixels);
+          g_unlink (path);
+          g_free (path);
+          failed += !r.ok;
+          fflush (stdout);
         }
-      report (side, &r, peak_kb);
-      failed += !r.ok;
-      fflush (stdout);
+      g_free (first);
     }
+  g_rmdir (tmp_dir);
+  g_free (tmp_dir);
   g_array_unref (sides);
   return failed ? 1 : 0;
 }

@@ -19,6 +19,7 @@ typedef struct {
   char **inputs;
   char *output;
   char *backend;
+  char *precision;
   int width, height, steps, threads;
   gint64 seed;
   gboolean quiet;
@@ -33,6 +34,7 @@ args_clear (Args *a)
   g_strfreev (a->inputs);
   g_free (a->output);
   g_free (a->backend);
+  g_free (a->precision);
 }
 
 /* ---- progress bar ---------------------------------------------------------- */
@@ -126,6 +128,12 @@ run (const Args *a, gboolean edit)
   req.height = a->height;
   req.steps = a->steps;
   req.threads = a->threads;
+  if (a->precision && !bonsai_precision_from_string (a->precision, &req.precision))
+    {
+      g_set_error (&error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
+                   "--precision is auto, exact, bf16 or int8, not '%s'", a->precision);
+      goto out;
+    }
   req.references = (const BonsaiImage *const *) refs;
   req.n_references = n_refs;
   /* A seed that can be told again: random unless given, and printed. */
@@ -196,6 +204,8 @@ command (int argc, char **argv, gboolean edit)
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "Threads (default: one per processor)", "N" },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend,
       "Where to compute: auto, cpu or cuda (default: $BONSAI_BACKEND, else auto)", "NAME" },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &a.precision,
+      "Activations of the low-bit linears: auto, exact, bf16 or int8 (default auto)", "P" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &a.quiet, "Print nothing but errors", NULL },
     { NULL },
   };

@@ -87,6 +87,23 @@ typedef enum {
   BONSAI_PIXEL_RGB_F32, /* 3 floats a pixel, R G B in [0, 1]               */
 } BonsaiPixelFormat;
 
+/* ---- Precision ---------------------------------------------------------- */
+
+/* How the CPU multiplies activations by the transformer's binary and
+ * ternary weights (the weights themselves are always used exactly). */
+typedef enum {
+  BONSAI_PRECISION_AUTO,   /* BF16 where the CPU has AVX-512 BF16, else
+                              EXACT (README: Precision)                    */
+  BONSAI_PRECISION_EXACT,  /* fp32 activations, the reference arithmetic   */
+  BONSAI_PRECISION_BF16,   /* activations rounded to bf16, fp32 sums       */
+  BONSAI_PRECISION_INT8,   /* activations rounded to int8 per token and
+                              weight group, exact integer sums             */
+} BonsaiPrecision;
+
+/* "auto", "exact", "bf16" or "int8"; FALSE for anything else. */
+BONSAI_API gboolean bonsai_precision_from_string (const char *name,
+                                                  BonsaiPrecision *out);
+
 /* Pixels in row-major order, top row first.  Every BonsaiImage the library
  * returns owns its pixels and is freed with bonsai_image_free(). */
 typedef struct {
@@ -257,6 +274,7 @@ typedef struct {
   const BonsaiImage *const *references;
   int n_references;
   int threads;                        /* 0: one per processor               */
+  BonsaiPrecision precision;          /* default BONSAI_PRECISION_AUTO      */
   BonsaiPixelFormat format;           /* of the output image                */
   /* Optional: set *cancel to non-zero (g_atomic_int_set) from any thread to
    * stop the work; it is read between transformer blocks and VAE layers.  A
