@@ -45,9 +45,9 @@ void bn_linear (BnThreadPool *pool, const BnTensor *w, const float *x,
                 int64_t m, int64_t ldx, float *y, int64_t ldy);
 
 /* Activation precision of a linear (linear_lowp.h).  EXACT is the fp32
- * path above; BF16 and INT8 round x (and only x) for speed, and apply to
- * binary and ternary W only (Q1/Q2, K a multiple of 128, group size
- * dividing 128). */
+ * path above; BF16 and INT8 round x (and only x) for speed.  Both apply to
+ * binary and ternary W (Q1/Q2, K a multiple of 128, group size dividing
+ * 128); BF16 also to dense bf16 W with an even K. */
 typedef enum {
   BN_ACT_EXACT,
   BN_ACT_BF16,  /* x to bf16; needs AVX-512 BF16 */

@@ -19,11 +19,16 @@
  * which stays in a 1 MiB L2 while all the rows stream past. */
 #define PANEL 256
 
+/* Binary and ternary packs for both formats; dense bf16 (exact in bf16,
+ * so only x is rounded) for BF16, whose pairs need an even K. */
 static gboolean
-weights_apply (const BnTensor *w)
+weights_apply (BnActPrecision act, const BnTensor *w)
 {
-  return w != NULL && w->ndim == 2
-         && (w->dtype == BN_DTYPE_Q1 || w->dtype == BN_DTYPE_Q2)
+  if (w == NULL || w->ndim != 2)
+    return FALSE;
+  if (w->dtype == BN_DTYPE_BF16)
+    return act == BN_ACT_BF16 && w->shape[1] % 2 == 0;
+  return (w->dtype == BN_DTYPE_Q1 || w->dtype == BN_DTYPE_Q2)
          && w->group_size > 0 && 128 % w->group_size == 0
          && w->shape[1] % 128 == 0;
 }
@@ -31,7 +36,7 @@ weights_apply (const BnTensor *w)
 gboolean
 bn_linear_lowp_applies (BnIsa isa, BnActPrecision act, const BnTensor *w)
 {
-  return bn_lowp_path (isa, act) != NULL && weights_apply (w);
+  return bn_lowp_path (isa, act) != NULL && weights_apply (act, w);
 }
 
 /* ---- activations ---------------------------------------------------------- */
@@ -100,7 +105,7 @@ static gboolean
 prepare (BnThreadPool *pool, BnActPrecision act, const BnTensor *w,
          const float *x, int64_t m, int64_t ldx, BnLowpX *out, void **block)
 {
-  const int64_t k = w->shape[1], groups = k / w->group_size;
+  const int64_t k = w->shape[1], groups = act == BN_ACT_INT8 ? k / w->group_size : 0;
   const size_t xbytes = ((size_t) (m * k) * act_size (act) + 63) & ~(size_t) 63;
   const size_t extra = act == BN_ACT_INT8 ? 2 * (size_t) (m * groups) * sizeof (float) : 0;
   *block = g_try_malloc (xbytes + extra);
@@ -108,7 +113,7 @@ prepare (BnThreadPool *pool, BnActPrecision act, const BnTensor *w,
     return FALSE;
   float *scale = act == BN_ACT_INT8 ? (float *) ((guint8 *) *block + xbytes) : NULL;
   float *sum = scale ? scale + m * groups : NULL;
-  PrepJob pj = { act, x, ldx, k, w->group_size, *block, scale, sum };
+  PrepJob pj = { act, x, ldx, k, act == BN_ACT_INT8 ? w->group_size : 1, *block, scale, sum };
   bn_parallel_for (pool, m, prepare_rows, &pj);
   *out = (BnLowpX) { *block, scale, sum, k, groups };
   return TRUE;
@@ -190,7 +195,9 @@ lowp_chunk (void *ctx, int64_t begin, int64_t end, int thread_index)
 {
   const LowpJob *job = ctx;
   const BnLowpPath *path = job->path;
-  const int nr = path->nr, mr_max = path->mr, group = job->w->group_size;
+  /* Dense weights have no groups: one per block stands in (unused). */
+  const int nr = path->nr, mr_max = path->mr;
+  const int group = job->w->group_size > 0 ? job->w->group_size : BN_LOWP_KC;
   const size_t esz = act_size (path->act);
   const int kpl = (int) (4 / esz); /* k per 32-bit lane */
   const int64_t n_out = job->w->shape[0], k_in = job->w->shape[1];
@@ -205,7 +212,7 @@ lowp_chunk (void *ctx, int64_t begin, int64_t end, int thread_index)
       for (int64_t k0 = 0; k0 < k_in; k0 += BN_LOWP_KC)
         {
           const int kc = (int) MIN (BN_LOWP_KC, k_in - k0);
-          const int gpb = kc / group; /* groups in this block */
+          const int gpb = (kc + group - 1) / group; /* groups in this block */
           for (int j = 0; j < nc; j += nr)
             {
               float *s = params + (size_t) (j / nr) * 2 * gpb * nr;
@@ -242,7 +249,7 @@ bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
                     float *y, int64_t ldy)
 {
   const BnLowpPath *path = bn_lowp_path (isa, act);
-  if (!path || !weights_apply (w))
+  if (!path || !weights_apply (act, w))
     {
       bn_linear_isa (pool, isa, w, x, m, ldx, y, ldy);
       return;
@@ -292,9 +299,10 @@ void
 bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w, const float *x,
                     int64_t m, int64_t ldx, float *y, int64_t ldy)
 {
-  g_return_if_fail (weights_apply (w) && (act == BN_ACT_BF16 || act == BN_ACT_INT8));
+  g_return_if_fail ((act == BN_ACT_BF16 || act == BN_ACT_INT8) && weights_apply (act, w));
   const int64_t n_out = w->shape[0], k = w->shape[1];
-  const int group = w->group_size;
+  const gboolean dense = w->dtype == BN_DTYPE_BF16;
+  const int group = dense ? (int) k : w->group_size;
   const int64_t groups = k / group;
   int8_t *q = g_new (int8_t, k);
   uint16_t *xb = g_new (uint16_t, k);
@@ -308,7 +316,10 @@ bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w, const float *x,
       for (int64_t n = 0; n < n_out; n++)
         {
           double acc = 0.0;
-          for (int64_t g = 0; g < groups; g++)
+          for (int64_t t = 0; dense && t < k; t++)
+            acc += (double) bn_bf16_to_f32 (((const uint16_t *) w->data)[n * k + t])
+                   * bn_bf16_to_f32 (xb[t]);
+          for (int64_t g = 0; !dense && g < groups; g++)
             {
               const float s = bn_packed_scale (w, n, g), b = bn_packed_bias (w, n, g);
               if (act == BN_ACT_INT8)

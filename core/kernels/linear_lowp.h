@@ -5,7 +5,8 @@
  *
  * BF16: x rounded to bf16 (round to nearest even), W decoded to bf16 values
  *   s·q + b — exact for the release's packs (binary b = −s/2: ±s/2;
- *   ternary b = −s: −s, 0, s) — and VDPBF16PS products summed in fp32.
+ *   ternary b = −s: −s, 0, s) — or taken as they are from dense bf16, and
+ *   VDPBF16PS products summed in fp32.
  *
  * INT8: x quantized per token and per weight group g (group_size
  *   consecutive k): a = max|x|/127, xq = round(x/a) in [−127, 127], and the

@@ -1,15 +1,15 @@
 /* linear_lowp_bf16.c — the BF16 path on AVX-512 BF16: a 12 × 32
  * micro-kernel of 24 fp32 zmm accumulators fed by VDPBF16PS (two k per
  * lane: a pair of weights times a broadcast pair of activations), and a
- * SIMD decoder that turns code words into bf16 weight pairs.  On Zen 4
+ * SIMD decoder that turns code words (or dense bf16 rows) into bf16 weight
+ * pairs.  On Zen 4
  * VDPBF16PS retires one zmm per cycle, 32 multiply-adds, as many as
  * VPDPBUSD does in int8 (one every two cycles, 64), without int8's
  * per-group rescaling.  Built with -mavx512bf16; reached only after
  * CPUID. */
 #include "linear_lowp.h"
 #include "linear_tile.h"
-
-#include <immintrin.h>
+#include "linear_avx512_transpose.h"
 
 #define MR 12
 #define NR 32
@@ -63,6 +63,32 @@ tile_12x32 (const void *xpv, const uint32_t *wq, const float *s,
       }
 }
 
+/* Dense bf16 rows: a dword of row n is the pair (k, k+1) already, so a
+ * 16 × 16 dword transpose of 16 rows gives 16 pairs of 16 columns. */
+static void
+decode_dense (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
+              uint32_t *dst)
+{
+  const int64_t per_row = w->shape[1] / 2;
+  const uint32_t *base = (const uint32_t *) w->data + n0 * per_row + k0 / 2;
+  const int pairs = kc / 2;
+  for (int h = 0; h < NR; h += 16)
+    for (int p = 0; p < pairs; p += 16)
+      {
+        const __mmask16 m = lanes (pairs - p);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+          r[j] = h + j < nn ? _mm512_castsi512_ps (_mm512_maskz_loadu_epi32 (m, base + (h + j) * per_row + p))
+                            : _mm512_setzero_ps ();
+        bn_transpose16 (r);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++)
+          if (c < pairs - p)
+            _mm512_store_ps ((float *) dst + (p + c) * NR + h, r[c]);
+      }
+}
+
 /* Columns n0 .. n0+nn-1 as bf16 pairs: lane j of a code-word vector holds
  * column n0+j's word, so each shift-and-mask gives one k for 16 columns;
  * s·q + b in fp32 (exact for the release's packs), two k rounded to bf16
@@ -72,6 +98,11 @@ decode_bf16 (const BnTensor *w, int64_t n0, int nn, int nr, int64_t k0,
              int kc, uint32_t *dst, float *s_unused, float *b_unused)
 {
   (void) s_unused, (void) b_unused, (void) nr;
+  if (w->dtype == BN_DTYPE_BF16)
+    {
+      decode_dense (w, n0, nn, k0, kc, dst);
+      return;
+    }
   const int bits = bn_dtype_bits (w->dtype), per_word = 32 / bits;
   const int group = w->group_size;
   const __m512i mask = _mm512_set1_epi32 ((1 << bits) - 1);
