@@ -185,7 +185,7 @@ conv_chunks (void *ctx, int64_t begin, int64_t end, int thread)
       for (int64_t p = p0; p < p1; p++)
         im2col_pixel (j, j->ring_rows ? ring : NULL, p / j->wo, p % j->wo,
                       col + (p - p0) * j->k);
-      bn_linear (NULL, j->conv->weight, col, p1 - p0, j->k, out, j->co);
+      bn_linear_lowp (NULL, j->conv->act, j->conv->weight, col, p1 - p0, j->k, out, j->co);
       for (int64_t p = p0; p < p1; p++)
         {
           float *yr = j->y + p * j->co;

@@ -18,6 +18,7 @@
 #ifndef BN_CONV2D_H
 #define BN_CONV2D_H
 
+#include "kernels/kernels.h"
 #include "tensor.h"
 #include "threadpool.h"
 
@@ -38,6 +39,7 @@ typedef struct {
   const float *pre_scale;
   const float *pre_shift;
   gboolean accumulate; /* y += conv(x) rather than y = conv(x) */
+  BnActPrecision act;  /* of the linear on im2col rows (bn_linear_lowp) */
 } BnConv3x3;
 
 /* Output extent of `mode` along an axis of `n` input pixels; 0 when the

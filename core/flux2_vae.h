@@ -19,6 +19,7 @@
 #define BN_FLUX2_VAE_H
 
 #include "threadpool.h"
+#include "kernels/kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -89,13 +90,16 @@ typedef struct {
    * are equal and spread evenly, the fewest that satisfy both. */
   int tile;
   int overlap;
+  /* Activations of the bf16 convolutions: BN_ACT_BF16 rounds them to bf16
+   * where the CPU has it (weights stay exact); EXACT keeps fp32. */
+  BnActPrecision act;
   /* Set by the call: the most bytes of activations, convolution workspace
    * and attention packing (2·n·c floats) it held at once; small arrays
    * (per channel, per row) are not counted. */
   size_t peak_bytes;
 } BnVaeOptions;
 
-#define BN_VAE_OPTIONS_INIT { NULL, NULL, NULL, NULL, 64, 16, 0 }
+#define BN_VAE_OPTIONS_INIT { NULL, NULL, NULL, NULL, 64, 16, BN_ACT_EXACT, 0 }
 
 /* Decodes z [latent_channels, h, w] into image [out_channels, h·s, w·s]
  * (s = bn_vae_scale).  opt may be NULL (defaults). */

@@ -32,6 +32,7 @@ typedef struct {
   BnThreadPool *pool;
   int n_threads;
   const gint *cancel;
+  BnActPrecision act; /* of the 3×3 convolutions */
   int groups;
   size_t live, peak; /* bytes of activations and workspace held */
   float *scale, *shift; /* a folded group norm, widest level */
@@ -124,7 +125,7 @@ static gboolean
 conv_replace (Run *r, const BnVaeConv *cv, BnConvMode mode,
               const BnVaeNorm *pre, Act *x, GError **error)
 {
-  BnConv3x3 c = { mode, &cv->w, cv->b, NULL, NULL, FALSE };
+  BnConv3x3 c = { mode, &cv->w, cv->b, NULL, NULL, FALSE, r->act };
   if (pre)
     {
       if (!fold_norm (r, x, pre, error))
@@ -216,9 +217,9 @@ resnet_forward (Run *r, const BnVaeResnet *rn, Act *x, GError **error)
   if (!act_alloc (r, &h, x->h, x->w, rn->co, error))
     return FALSE;
   BnConv3x3 c1 = { BN_CONV_SAME, &rn->conv1.w, rn->conv1.b, r->scale,
-                   r->shift, FALSE };
+                   r->shift, FALSE, r->act };
   BnConv3x3 c2 = { BN_CONV_SAME, &rn->conv2.w, rn->conv2.b, r->scale,
-                   r->shift, TRUE };
+                   r->shift, TRUE, r->act };
   gboolean ok = run_conv (r, &c1, x, h.d, error)
                 && (!rn->has_shortcut
                     || shortcut_in_place (r, &rn->shortcut, x, error))
@@ -501,6 +502,7 @@ run_init (Run *r, const BnVae *vae, const BnVaeOptions *opt)
   r->pool = opt->pool;
   r->n_threads = opt->pool ? bn_thread_pool_size (opt->pool) : 1;
   r->cancel = opt->cancel;
+  r->act = opt->act;
   r->groups = vae->cfg.norm_num_groups;
   int widest = 0;
   for (int i = 0; i < vae->cfg.n_levels; i++)

@@ -67,6 +67,8 @@ typedef struct {
   gint own_flag;
   gint *cancel;       /* the caller's flag, else &own_flag */
   BnThreadPool *pool;
+  BnActPrecision act; /* of the VAE's convolutions: the request's, or
+                       * what AUTO resolves to for bonsai_decode */
 } Run;
 
 static gboolean
@@ -83,6 +85,7 @@ run_init (Run *r, int threads, gint *cancel, BonsaiProgressFunc progress,
     }
   r->progress = progress;
   r->user_data = user_data;
+  r->act = bn_act_precision_of (BONSAI_PRECISION_AUTO);
   r->cancel = cancel ? cancel : &r->own_flag;
   r->pool = bn_thread_pool_new (threads, error);
   return r->pool != NULL;
@@ -545,6 +548,7 @@ decode (BonsaiModel *m, const BonsaiTensor *packed, BonsaiPixelFormat format,
       opt.cancel = r->cancel;
       opt.progress = on_tile;
       opt.progress_data = r;
+      opt.act = r->act;
       if (bn_vae_decode (m->vae, z->data, z->shape[1], z->shape[2], chw, &opt, error)
           && check_cancel (r, error))
         image = bn_image_from_chw (chw, (int) w, (int) h, format, error);
@@ -578,6 +582,7 @@ bonsai_generate (BonsaiModel *model, const BonsaiRequest *request,
   Run r;
   if (!run_init (&r, request->threads, request->cancel, progress, user_data, error))
     return FALSE;
+  r.act = bn_act_precision_of (request->precision);
   BonsaiTensor *latents = sample (model, request, &r, error);
   if (latents)
     *out = decode (model, latents, request->format, &r, error);

@@ -90,7 +90,8 @@ typedef enum {
 /* ---- Precision ---------------------------------------------------------- */
 
 /* How the CPU multiplies activations by the transformer's binary and
- * ternary weights (the weights themselves are always used exactly). */
+ * ternary weights and, for BF16, by the VAE's bf16 convolution weights
+ * (the weights themselves are always used exactly). */
 typedef enum {
   BONSAI_PRECISION_AUTO,   /* BF16 where the CPU has AVX-512 BF16, else
                               EXACT (README: Precision)                    */
@@ -331,7 +332,7 @@ BONSAI_API BonsaiTensor *bonsai_sample (BonsaiModel *model,
                                         BonsaiProgressFunc progress,
                                         gpointer user_data, GError **error);
 /* Latents from bonsai_sample → image of `format` (VAE decode, tiled for
- * large images). */
+ * large images, at the precision BONSAI_PRECISION_AUTO stands for). */
 BONSAI_API BonsaiImage *bonsai_decode (BonsaiModel *model,
                                        const BonsaiTensor *latents,
                                        BonsaiPixelFormat format, int threads,
