@@ -415,7 +415,7 @@ test_vae_ops (void)
           float *ref = rand_floats (ho * wo * co, -1, 1);
           float *dy = dev_copy (ref, (size_t) (ho * wo * co) * 4);
           BnConv3x3 c = { (BnConvMode) mode, &wt, bias, pre ? sc : NULL,
-                          pre ? sh : NULL, pre };
+                          pre ? sh : NULL, pre, BN_ACT_EXACT };
           g_assert_true (bn_conv3x3 (NULL, &c, x, h, w, ref, &error));
           BnBackendWeight *dw = be->ops->weight_new (be->impl, &wt, &error);
           g_assert_no_error (error);
