@@ -238,10 +238,13 @@ bench_kernels (int argc, char **argv)
 {
   int threads = 0;
   gboolean quick = FALSE;
+  int rows = 0;
   char *isa_name = NULL;
   const GOptionEntry entries[] = {
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: one per processor)", "N" },
     { "quick", 0, 0, G_OPTION_ARG_NONE, &quick, "Small M only, for a fast smoke run", NULL },
+    { "rows", 'M', 0, G_OPTION_ARG_INT, &rows,
+      "Only this M (default 1536 and 4608; the transformer's chunks are 128)", "M" },
     { "isa", 0, 0, G_OPTION_ARG_STRING, &isa_name, "Kernels to run: scalar, avx2 or avx512 (default: the best this CPU has)", "ISA" },
     { NULL },
   };
@@ -277,9 +280,9 @@ bench_kernels (int argc, char **argv)
       return bn_cli_fail (error);
     }
   g_free (isa_name);
-  if (threads < 0)
+  if (threads < 0 || rows < 0 || rows > 65536)
     {
-      fprintf (stderr, "bonsai-image: bench kernels: --threads cannot be negative\n");
+      fprintf (stderr, "bonsai-image: bench kernels: --threads must be 0 or more, --rows 1 to 65536\n");
       return 2;
     }
   BnThreadPool *pool = bn_thread_pool_new (threads, &error);
@@ -287,8 +290,9 @@ bench_kernels (int argc, char **argv)
     return bn_cli_fail (error);
 
   static const int64_t full_m[] = { 1536, 4608 }, quick_m[] = { 96 };
-  const int64_t *ms = quick ? quick_m : full_m;
-  const int n_m = quick ? (int) G_N_ELEMENTS (quick_m) : (int) G_N_ELEMENTS (full_m);
+  const int64_t one_m[] = { rows };
+  const int64_t *ms = rows > 0 ? one_m : quick ? quick_m : full_m;
+  const int n_m = rows > 0 ? 1 : quick ? (int) G_N_ELEMENTS (quick_m) : (int) G_N_ELEMENTS (full_m);
   const int n_threads = bn_thread_pool_size (pool);
   printf ("bench kernels: isa %s, %d thread%s; fp32 accumulation, fp32 activations\n"
           "except in the -xbf16 rows (bf16) and -xi8 rows (int8 per token and group)\n",
