@@ -198,12 +198,10 @@ bonsai_backend_describe (GError **error)
 }
 
 gboolean
-bn_backend_check_pipeline (GError **error)
+bn_backend_for_pipeline (BnBackend **out, GError **error)
 {
+  *out = NULL;
   if (bn_backend_selected () != BONSAI_BACKEND_CUDA)
     return TRUE;
-  g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_BACKEND,
-               "generation does not run on the CUDA backend yet (its kernels "
-               "are tested on their own); choose the cpu or auto backend");
-  return FALSE;
+  return bn_backend_get (BONSAI_BACKEND_CUDA, out, error);
 }

@@ -107,10 +107,12 @@ typedef struct {
   gboolean (*attention) (BnBackendImpl *impl, const BnBackendAttention *a,
                          GError **error);
 
-  /* In place: x = x / sqrt(mean(x²) + eps) · weight (weight may be NULL). */
-  gboolean (*rmsnorm) (BnBackendImpl *impl, float *x, int64_t rows, int64_t n,
-                       int64_t ld, const float *weight, float eps,
-                       GError **error);
+  /* In place over `rows` rows (stride ld) of `heads` vectors of n values
+   * each (vector j of row r at r·ld + j·n; heads 1 for plain rows):
+   * v = v / sqrt(mean(v²) + eps) · weight[n] (weight may be NULL). */
+  gboolean (*rmsnorm) (BnBackendImpl *impl, float *x, int64_t rows,
+                       int heads, int64_t n, int64_t ld, const float *weight,
+                       float eps, GError **error);
   /* y = (x − mean)/sqrt(var + eps) per row, then, when scale and shift are
    * not NULL, y·(1 + scale[i]) + shift[i] (the transformer's modulation).
    * x and y have row stride ld and may alias. */
@@ -118,6 +120,15 @@ typedef struct {
                          int64_t rows, int64_t n, int64_t ld, float eps,
                          const float *scale, const float *shift,
                          GError **error);
+  /* h[r, i] += gate[i]·y[r, i] over rows × n (the transformer's gated
+   * residual); row strides ldh and ldy. */
+  gboolean (*gate_add) (BnBackendImpl *impl, float *h, int64_t ldh,
+                        const float *y, int64_t ldy, const float *gate,
+                        int64_t rows, int64_t n, GError **error);
+  /* dst[r, 0..n) = src[r, 0..n) for rows rows (strides ldd, lds). */
+  gboolean (*copy_rows) (BnBackendImpl *impl, float *dst, int64_t ldd,
+                         const float *src, int64_t lds, int64_t rows,
+                         int64_t n, GError **error);
   /* out[i] = silu(gate[i])·up[i] over rows × n values (row strides ldg, ldu,
    * ldo); out may alias gate or up. */
   gboolean (*swiglu) (BnBackendImpl *impl, const float *gate, int64_t ldg,
@@ -172,8 +183,10 @@ gboolean bn_backend_get (BonsaiBackend kind, BnBackend **out, GError **error);
  * BONSAI_BACKEND environment variable, else AUTO). */
 BonsaiBackend bn_backend_selected (void);
 
-/* FALSE with BONSAI_ERROR_BACKEND when CUDA was chosen explicitly: the
- * pipeline does not dispatch to the module yet (see bonsai.h). */
-gboolean bn_backend_check_pipeline (GError **error);
+/* The backend generation runs on: CUDA when it was chosen explicitly
+ * (FALSE with its error when it cannot be used), otherwise NULL for the
+ * CPU.  AUTO stays on the CPU until the CUDA path has passed its checks on
+ * a device (issue 9: kernels and images against the CPU's). */
+gboolean bn_backend_for_pipeline (BnBackend **out, GError **error);
 
 #endif

@@ -362,8 +362,8 @@ single_block (const Fwd *f, const BnFlux2SingleBlock *b, const float *mod)
 /* diffusers' get_timestep_embedding(1000·t, flip_sin_to_cos=True,
  * downscale_freq_shift=0), rounding to float32 where torch does:
  * out = [cos(s·f_i), sin(s·f_i)], f_i = exp(−ln(10000)·i/half). */
-static void
-timestep_embedding (float t, int channels, float *out)
+void
+bn_flux2_timestep_embedding (float t, int channels, float *out)
 {
   int half = channels / 2;
   float s = t * 1000.0f;
@@ -377,9 +377,9 @@ timestep_embedding (float t, int channels, float *out)
     }
 }
 
-static gboolean
-check_input (const BnFlux2Dit *dit, const BnFlux2Input *in, const float *out,
-             GError **error)
+gboolean
+bn_flux2_check_input (const BnFlux2Dit *dit, const BnFlux2Input *in,
+                      const float *out, GError **error)
 {
   const char *problem = NULL;
   if (!dit || !in || !out || !in->x || !in->img_ids)
@@ -420,7 +420,7 @@ gboolean
 bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
                       const BnFlux2Input *in, float *out, GError **error)
 {
-  if (!check_input (dit, in, out, error))
+  if (!bn_flux2_check_input (dit, in, out, error))
     return FALSE;
   const BnFlux2Config *c = &dit->cfg;
   int64_t n_tok = in->n_txt + in->n_img, d = c->dim, half = c->head_dim / 2;
@@ -456,7 +456,7 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
   float *temb = ws + l.temb, *hid = ws + l.hid, *svec = ws + l.svec;
   float *mod_img = ws + l.mod_img, *mod_txt = ws + l.mod_txt;
   float *mod_single = ws + l.mod_single, *mod_final = ws + l.mod_final;
-  timestep_embedding (in->t, c->time_channels, temb);
+  bn_flux2_timestep_embedding (in->t, c->time_channels, temb);
   bn_linear (pool, &dit->time_in, temb, 1, c->time_channels, hid, d);
   bn_silu (hid, d);
   bn_linear (pool, &dit->time_out, hid, 1, d, svec, d);

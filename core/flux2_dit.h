@@ -161,4 +161,11 @@ gboolean bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
                                const BnFlux2Input *in, float *out,
                                GError **error);
 
+/* The parts of the forward that other implementations of it share
+ * (flux2_dit_device.c): the argument checks (INVALID_INPUT), and the
+ * sinusoidal embedding of sigma t into `channels` floats. */
+gboolean bn_flux2_check_input (const BnFlux2Dit *dit, const BnFlux2Input *in,
+                               const float *out, GError **error);
+void bn_flux2_timestep_embedding (float t, int channels, float *out);
+
 #endif

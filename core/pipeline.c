@@ -4,7 +4,6 @@
 
 #include "kernels/linear_lowp.h"
 
-#include "backend.h"
 #include "cache.h"
 #include "image_io.h"
 #include "qwen3.h"
@@ -162,8 +161,6 @@ check_request (const BonsaiModel *m, const BonsaiRequest *req, Plan *p,
 {
   memset (p, 0, sizeof *p);
   const BnFlux2Config *cfg = &m->dit->cfg;
-  if (!bn_backend_check_pipeline (error))
-    return FALSE;
   if (req->steps < 1 || req->steps > BONSAI_MAX_STEPS)
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
@@ -433,10 +430,15 @@ sample (BonsaiModel *m, const BonsaiRequest *req, Run *r, GError **error)
     .ctx = ctx, .txt_ids = txt_ids, .n_txt = p.n_txt, .cancel = r->cancel,
     .act = bn_act_precision_of (req->precision),
   };
+  /* The noise above comes from the CPU's generator whichever device runs
+   * the transformer, so a seed starts from the same latents on both. */
+  BnFlux2DitDevice *dev = NULL;
+  ok = bn_model_dit_device (m, &dev, error);
   for (int i = 0; ok && i < req->steps; i++)
     {
       in.t = bn_sampler_timestep (sigmas[i]);
-      ok = bn_flux2_dit_forward (m->dit, r->pool, &in, v, error);
+      ok = dev ? bn_flux2_dit_device_forward (m->dit, dev, r->pool, &in, v, error)
+               : bn_flux2_dit_forward (m->dit, r->pool, &in, v, error);
       if (ok)
         {
           /* Only the output's tokens move; references are fed unchanged. */

@@ -13,6 +13,7 @@
 
 #include "bonsai/bonsai.h"
 #include "flux2_dit.h"
+#include "flux2_dit_device.h"
 #include "flux2_vae.h"
 
 /* The kernels' activation precision for a request's: AUTO resolves to
@@ -29,6 +30,9 @@ struct BonsaiModel {
   int scale;           /* image pixels per VAE latent pixel */
   int patch[2];        /* latent pixels per token (2 × 2) */
   int multiple;        /* image sizes are multiples of this: scale · patch */
+  /* The transformer resident on the CUDA backend, made on first use. */
+  GMutex device_lock;
+  BnFlux2DitDevice *dit_device;
 };
 
 /* A model from loaded parts, which it takes (freed on failure too); the
@@ -38,6 +42,13 @@ struct BonsaiModel {
 BonsaiModel *bn_model_new (BnFlux2Dit *dit, BnVae *vae,
                            const char *text_encoder, const char *tokenizer,
                            GError **error);
+
+/* The transformer on the backend that generation runs on: *out is NULL
+ * for the CPU, else the weights resident on the device (uploaded on the
+ * first call, kept with the model).  FALSE with the backend's error when
+ * CUDA was chosen and cannot be used. */
+gboolean bn_model_dit_device (BonsaiModel *model, BnFlux2DitDevice **out,
+                              GError **error);
 
 /* Tells the kernel the transformer's mapped pages may leave memory (they
  * are read back from the file when next used); called before VAE work. */

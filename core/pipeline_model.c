@@ -80,7 +80,26 @@ bn_model_new (BnFlux2Dit *dit, BnVae *vae, const char *text_encoder,
   m->patch[0] = vc->patch_size[0];
   m->patch[1] = vc->patch_size[1];
   m->multiple = m->scale * MAX (m->patch[0], m->patch[1]);
+  g_mutex_init (&m->device_lock);
   return m;
+}
+
+gboolean
+bn_model_dit_device (BonsaiModel *model, BnFlux2DitDevice **out,
+                     GError **error)
+{
+  BnBackend *be;
+  *out = NULL;
+  if (!bn_backend_for_pipeline (&be, error))
+    return FALSE;
+  if (!be)
+    return TRUE;
+  g_mutex_lock (&model->device_lock);
+  if (!model->dit_device)
+    model->dit_device = bn_flux2_dit_device_new (model->dit, be, error);
+  *out = model->dit_device;
+  g_mutex_unlock (&model->device_lock);
+  return *out != NULL;
 }
 
 /* ---- release folders ---------------------------------------------------------
@@ -328,6 +347,8 @@ bonsai_model_unref (BonsaiModel *model)
 {
   if (!model || !bn_cache_model_release (model))
     return;
+  bn_flux2_dit_device_free (model->dit_device);
+  g_mutex_clear (&model->device_lock);
   bn_flux2_dit_free (model->dit);
   bn_vae_free (model->vae);
   g_free (model->text_encoder);

@@ -23,6 +23,16 @@ for cmd in generate edit; do
   fi
 done
 
+# bench kernels --backend cuda: "no CUDA device" (or, with a GPU, a quick run).
+"$bin" bench kernels --backend cuda --quick >"$out" 2>&1
+rc=$?
+if [ $rc -ne 0 ]; then
+  [ $rc -eq 1 ] || fail "bench kernels --backend cuda: want exit 0 or 1"
+  grep -q "CUDA" "$out" || fail "bench kernels --backend cuda: message names CUDA"
+else
+  grep -q "cuBLAS" "$out" || fail "bench kernels --backend cuda: no cuBLAS column"
+fi
+
 # The same through BONSAI_BACKEND for a library user: cpu is accepted and
 # the command goes on to fail on the missing model.
 BONSAI_BACKEND=cpu "$bin" generate -m /nonexistent -p x -o /dev/null >"$out" 2>&1

@@ -19,6 +19,11 @@ int bn_cmd_download (int argc, char **argv);
 /* `bench` sub-commands other than kernels, each in its own file. */
 int bn_bench_text_encoder (int argc, char **argv);
 int bn_bench_pipeline (int argc, char **argv);
+/* `bench kernels --backend cuda` (bench_cuda.c): whether argv (from the
+ * command's name on) asks for it, and the benchmark, given the arguments
+ * after `bench`. */
+gboolean bn_bench_cuda_requested (int argc, char **argv);
+int bn_bench_kernels_cuda (int argc, char **argv);
 
 /* ---- check-refs ----------------------------------------------------------
  * One checker per kind of reference set (see ../shared/refs/README.md).  Each

@@ -62,6 +62,10 @@ main (int argc, char **argv)
     }
   if (g_getenv ("BONSAI_VERBOSE"))
     bonsai_log_set_verbose (TRUE);
+  /* The CUDA kernel benchmark lives beside the CPU one rather than in
+   * cmd_bench.c, which measures the CPU. */
+  if (bn_bench_cuda_requested (argc - 1, argv + 1))
+    return bn_bench_kernels_cuda (argc - 2, argv + 2);
   for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
     if (!strcmp (argv[1], commands[i].name))
       return commands[i].run (argc - 1, argv + 1);

@@ -402,11 +402,31 @@ op_attention (BnBackendImpl *b, const BnBackendAttention *a, GError **error)
   } G_STMT_END
 
 static gboolean
-op_rmsnorm (BnBackendImpl *b, float *x, int64_t rows, int64_t n, int64_t ld,
-            const float *weight, float eps, GError **error)
+op_rmsnorm (BnBackendImpl *b, float *x, int64_t rows, int heads, int64_t n,
+            int64_t ld, const float *weight, float eps, GError **error)
 {
   LAUNCH (b, "RMSNorm",
-          bnc_rmsnorm (b->stream, x, rows, n, ld, weight, eps), error);
+          bnc_rmsnorm (b->stream, x, rows, heads, n, ld, weight, eps), error);
+}
+
+static gboolean
+op_gate_add (BnBackendImpl *b, float *h, int64_t ldh, const float *y,
+             int64_t ldy, const float *gate, int64_t rows, int64_t n,
+             GError **error)
+{
+  LAUNCH (b, "gated residual",
+          bnc_gate_add (b->stream, h, ldh, y, ldy, gate, rows, n), error);
+}
+
+static gboolean
+op_copy_rows (BnBackendImpl *b, float *dst, int64_t ldd, const float *src,
+              int64_t lds, int64_t rows, int64_t n, GError **error)
+{
+  LAUNCH (b, "row copy",
+          cudaMemcpy2DAsync (dst, (size_t) ldd * 4, src, (size_t) lds * 4,
+                             (size_t) n * 4, (size_t) rows,
+                             cudaMemcpyDeviceToDevice, b->stream),
+          error);
 }
 
 static gboolean
@@ -535,6 +555,8 @@ static const BnBackendOps cuda_ops = {
   .attention = op_attention,
   .rmsnorm = op_rmsnorm,
   .layernorm = op_layernorm,
+  .gate_add = op_gate_add,
+  .copy_rows = op_copy_rows,
   .swiglu = op_swiglu,
   .rope = op_rope,
   .group_norm_fold = op_group_norm_fold,

@@ -50,8 +50,12 @@ typedef struct {
 cudaError_t bnc_attention (cudaStream_t stream, const BncAttention *a);
 
 cudaError_t bnc_rmsnorm (cudaStream_t stream, float *x, int64_t rows,
-                         int64_t n, int64_t ld, const float *weight,
-                         float eps);
+                         int heads, int64_t n, int64_t ld,
+                         const float *weight, float eps);
+/* h[r, i] += gate[i]·y[r, i]. */
+cudaError_t bnc_gate_add (cudaStream_t stream, float *h, int64_t ldh,
+                          const float *y, int64_t ldy, const float *gate,
+                          int64_t rows, int64_t n);
 cudaError_t bnc_layernorm (cudaStream_t stream, const float *x, float *y,
                            int64_t rows, int64_t n, int64_t ld, float eps,
                            const float *scale, const float *shift);

@@ -62,12 +62,13 @@ bias_kernel (float *y, int64_t ldy, int64_t m, int64_t n, const float *bias)
     y[(i / n) * ldy + i % n] += bias[i % n];
 }
 
+// One block a vector: vector j of row r is block r·heads + j.
 __global__ void
-rmsnorm_kernel (float *x, int64_t n, int64_t ld, const float *weight,
-                float eps)
+rmsnorm_kernel (float *x, int heads, int64_t n, int64_t ld,
+                const float *weight, float eps)
 {
   __shared__ double red[THREADS / 32];
-  float *row = x + blockIdx.x * ld;
+  float *row = x + (blockIdx.x / heads) * ld + (blockIdx.x % heads) * n;
   double ss = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
     ss += (double) row[i] * row[i];
@@ -99,6 +100,18 @@ layernorm_kernel (const float *x, float *y, int64_t n, int64_t ld, float eps,
     {
       float v = (float) ((in[i] - mean) * inv);
       out[i] = scale ? v * (1.0f + scale[i]) + shift[i] : v;
+    }
+}
+
+__global__ void
+gate_add_kernel (float *h, int64_t ldh, const float *y, int64_t ldy,
+                 const float *gate, int64_t rows, int64_t n)
+{
+  for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x;
+       i < rows * n; i += (int64_t) gridDim.x * blockDim.x)
+    {
+      int64_t r = i / n, c = i % n;
+      h[r * ldh + c] += gate[c] * y[r * ldy + c];
     }
 }
 
@@ -234,13 +247,22 @@ bnc_add_bias (cudaStream_t stream, float *y, int64_t ldy, int64_t m,
 }
 
 extern "C" cudaError_t
-bnc_rmsnorm (cudaStream_t stream, float *x, int64_t rows, int64_t n,
-             int64_t ld, const float *weight, float eps)
+bnc_rmsnorm (cudaStream_t stream, float *x, int64_t rows, int heads,
+             int64_t n, int64_t ld, const float *weight, float eps)
 {
-  if (rows <= 0 || rows > 0x7fffffff)
+  if (rows <= 0 || heads <= 0 || rows * heads > 0x7fffffff)
     return cudaErrorInvalidValue;
-  rmsnorm_kernel<<<(unsigned) rows, THREADS, 0, stream>>> (x, n, ld, weight,
-                                                           eps);
+  rmsnorm_kernel<<<(unsigned) (rows * heads), THREADS, 0, stream>>> (
+      x, heads, n, ld, weight, eps);
+  return cudaGetLastError ();
+}
+
+extern "C" cudaError_t
+bnc_gate_add (cudaStream_t stream, float *h, int64_t ldh, const float *y,
+              int64_t ldy, const float *gate, int64_t rows, int64_t n)
+{
+  gate_add_kernel<<<blocks_for (rows * n), THREADS, 0, stream>>> (
+      h, ldh, y, ldy, gate, rows, n);
   return cudaGetLastError ();
 }
 

@@ -65,11 +65,12 @@ typedef enum {
  * auto|cpu|cuda from the environment, else AUTO).  Choosing CUDA loads the
  * module and opens the first GPU now, and fails with BONSAI_ERROR_BACKEND
  * saying why ("no CUDA device", no driver, no module) when it cannot; the
- * choice is then left unchanged.  Work in progress (issue 9): the CUDA
- * module's kernels are built and tested, but generation does not run on
- * them yet, so with CUDA chosen explicitly bonsai_generate() and
- * bonsai_sample() fail with BONSAI_ERROR_BACKEND rather than run on the CPU
- * unnoticed; AUTO runs them on the CPU. */
+ * choice is then left unchanged.  With CUDA, bonsai_generate() and
+ * bonsai_sample() run the transformer on the GPU (its weights resident
+ * there, uploaded on the model's first use and kept with it); the text
+ * encoder, the noise and the VAE stay on the CPU.  AUTO still runs
+ * everything on the CPU: it will pick CUDA once the CUDA path has been
+ * checked against the CPU on a device (issue 9). */
 BONSAI_API gboolean bonsai_backend_select (BonsaiBackend backend,
                                            GError **error);
 /* The device the selected backend resolves to: "cpu", or "cuda: " and the
