@@ -39,7 +39,7 @@ typedef struct BnBackendWeight BnBackendWeight; /* a resident linear weight */
 
 /* Attention on device pointers; fields as BnAttention in ops.h (rows hold
  * all heads of one token, grouped-query heads, optional causal mask and
- * key mask [n_kv] with 0 = hidden).  head_dim must be 128. */
+ * key mask [n_kv] with 0 = hidden).  head_dim 32, 64 or 128. */
 typedef struct {
   int64_t n_q, n_kv;
   int n_heads, n_kv_heads, head_dim;

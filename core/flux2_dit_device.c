@@ -156,10 +156,10 @@ BnFlux2DitDevice *
 bn_flux2_dit_device_new (const BnFlux2Dit *dit, BnBackend *be, GError **error)
 {
   const BnFlux2Config *c = &dit->cfg;
-  if (c->head_dim != 128)
+  if (c->head_dim != 32 && c->head_dim != 64 && c->head_dim != 128)
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_BACKEND,
-                   "the %s transformer kernels need head_dim 128, not %d",
+                   "the %s attention needs head_dim 32, 64 or 128, not %d",
                    be->ops->name, c->head_dim);
       return NULL;
     }

@@ -18,7 +18,7 @@
 typedef struct BnFlux2DitDevice BnFlux2DitDevice;
 
 /* Uploads `dit`'s weights to `be` (which must outlive the result).  Fails
- * with BONSAI_ERROR_BACKEND (head_dim other than 128, a device error) or
+ * with BONSAI_ERROR_BACKEND (head_dim not 32, 64 or 128, a device error) or
  * OUT_OF_MEMORY naming the bytes wanted; nothing stays allocated then.
  * Logs the device memory the weights take. */
 BnFlux2DitDevice *bn_flux2_dit_device_new (const BnFlux2Dit *dit,

@@ -212,11 +212,10 @@ test_linear_dense (void)
 /* ---- Attention --------------------------------------------------------- */
 
 static void
-check_attention (int64_t n_q, int64_t n_kv, int heads, int kv_heads,
+check_attention (int d, int64_t n_q, int64_t n_kv, int heads, int kv_heads,
                  int causal, gboolean masked)
 {
   GError *error = NULL;
-  const int d = 128;
   const int64_t ldq = heads * d + 16, ldk = kv_heads * d + 8,
                 ldo = heads * d + 4;
   float *q = rand_floats (n_q * ldq, -2, 2);
@@ -231,8 +230,12 @@ check_attention (int64_t n_q, int64_t n_kv, int heads, int kv_heads,
       mask[0] = 0; /* causal: query 0 then sees no key and gets zeros */
     }
   float *ref = g_new0 (float, n_q * ldo);
-  BnAttention a = { n_q, n_kv, heads, kv_heads, d, q, ldq, k, ldk, v, ldk,
-                    ref, ldo, 1.0f / sqrtf ((float) d), causal, mask };
+  BnAttention a = {
+    .n_q = n_q, .n_kv = n_kv, .n_heads = heads, .n_kv_heads = kv_heads,
+    .head_dim = d, .q = q, .ldq = ldq, .k = k, .ldk = ldk, .v = v,
+    .ldv = ldk, .out = ref, .ldo = ldo, .scale = 1.0f / sqrtf ((float) d),
+    .causal = causal, .key_mask = mask,
+  };
   bn_attention (NULL, &a);
 
   float *dq = dev_copy (q, (size_t) (n_q * ldq) * 4);
@@ -247,8 +250,8 @@ check_attention (int64_t n_q, int64_t n_kv, int heads, int kv_heads,
   g_assert_true (be->ops->attention (be->impl, &da, &error));
   g_assert_no_error (error);
   float *out = host_copy (dout, n_q * ldo);
-  char *name = g_strdup_printf ("attention q=%" G_GINT64_FORMAT " kv=%" G_GINT64_FORMAT
-                                " heads=%d/%d%s%s", n_q, n_kv, heads, kv_heads,
+  char *name = g_strdup_printf ("attention d=%d q=%" G_GINT64_FORMAT " kv=%" G_GINT64_FORMAT
+                                " heads=%d/%d%s%s", d, n_q, n_kv, heads, kv_heads,
                                 causal ? " causal" : "", masked ? " masked" : "");
   assert_close (name, out, ref, n_q, heads * d, ldo, 1e-2);
   if (causal && masked)
@@ -272,10 +275,12 @@ check_attention (int64_t n_q, int64_t n_kv, int heads, int kv_heads,
 static void
 test_attention (void)
 {
-  check_attention (100, 150, 4, 2, 0, FALSE);
-  check_attention (100, 150, 4, 4, 0, TRUE);
-  check_attention (130, 130, 2, 1, 1, TRUE);
-  check_attention (1, 7, 1, 1, 0, FALSE);
+  check_attention (128, 100, 150, 4, 2, 0, FALSE);
+  check_attention (128, 100, 150, 4, 4, 0, TRUE);
+  check_attention (128, 130, 130, 2, 1, 1, TRUE);
+  check_attention (128, 1, 7, 1, 1, 0, FALSE);
+  check_attention (64, 70, 90, 3, 1, 1, TRUE);
+  check_attention (32, 65, 200, 2, 2, 0, TRUE);
 }
 
 /* ---- Norms, RoPE, SwiGLU ------------------------------------------------ */
@@ -571,7 +576,7 @@ test_errors (void)
   g_assert_no_error (error);
   g_assert_cmpuint (be->ops->peak_bytes (be->impl), >=, 4096);
   be->ops->free_ (be->impl, small);
-  BnBackendAttention a = { 4, 4, 1, 1, 64, NULL, 64, NULL, 64, NULL, 64, NULL, 64, 1.0f, 0, NULL };
+  BnBackendAttention a = { 4, 4, 1, 1, 48, NULL, 64, NULL, 64, NULL, 64, NULL, 64, 1.0f, 0, NULL };
   g_assert_false (be->ops->attention (be->impl, &a, &error));
   g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_BACKEND);
   g_clear_error (&error);

@@ -114,9 +114,13 @@ mock_linear (BnBackendImpl *b, const BnBackendWeight *w, const float *x,
 static gboolean
 mock_attention (BnBackendImpl *b, const BnBackendAttention *a, GError **error)
 {
-  BnAttention c = { a->n_q, a->n_kv, a->n_heads, a->n_kv_heads, a->head_dim,
-                    a->q, a->ldq, a->k, a->ldk, a->v, a->ldv, a->out, a->ldo,
-                    a->scale, a->causal, a->key_mask };
+  BnAttention c = {
+    .n_q = a->n_q, .n_kv = a->n_kv, .n_heads = a->n_heads,
+    .n_kv_heads = a->n_kv_heads, .head_dim = a->head_dim,
+    .q = a->q, .ldq = a->ldq, .k = a->k, .ldk = a->ldk, .v = a->v,
+    .ldv = a->ldv, .out = a->out, .ldo = a->ldo, .scale = a->scale,
+    .causal = a->causal, .key_mask = a->key_mask,
+  };
   bn_attention (NULL, &c);
   return TRUE;
 }
@@ -312,13 +316,20 @@ test_forward (void)
   check_forward (2, 37, 150, 100, 23);
 }
 
-/* Weights that need another head size are refused, naming it. */
+/* A head size the device attention lacks is refused, naming it. */
 static void
 test_head_dim (void)
 {
   GError *error = NULL;
   BnSynthSpec spec;
-  bn_synth_spec_tiny (&spec, 2); /* head_dim 64 */
+  bn_synth_spec_tiny (&spec, 2);
+  BnFlux2Config *c = &spec.dit;
+  c->n_heads = 4;
+  c->head_dim = 96;
+  c->dim = 384;
+  c->mlp_hidden = 3 * 384;
+  for (int a = 0; a < 4; a++)
+    c->axes_dim[a] = 24;
   const char *tmp = g_getenv ("BONSAI_TEST_TMP");
   g_autofree char *dir = g_build_filename (tmp ? tmp : g_get_tmp_dir (),
                                            "dit-device-hd64", NULL);
@@ -330,7 +341,7 @@ test_head_dim (void)
   BnBackend be = { &mock_ops, &impl };
   g_assert_null (bn_flux2_dit_device_new (dit, &be, &error));
   g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_BACKEND);
-  g_assert_nonnull (strstr (error->message, "head_dim 128"));
+  g_assert_nonnull (strstr (error->message, "head_dim 32, 64 or 128, not 96"));
   g_clear_error (&error);
   g_assert_cmpint (impl.allocations, ==, 0);
   bn_flux2_dit_free (dit);

@@ -1,4 +1,4 @@
-// attention.cu — FlashAttention-style attention for head_dim 128.
+// attention.cu — FlashAttention-style attention for head_dim 32, 64, 128.
 //
 // A block takes 64 queries of one head; each of its 4 warps owns 16 query
 // rows.  Keys and values stream through shared memory 64 at a time (bf16).
@@ -18,28 +18,34 @@ using namespace nvcuda;
 
 namespace {
 
-constexpr int D = 128, BQ = 64, BKV = 64, WARPS = 4;
-constexpr int LDQ = D + 8;     // bf16 rows of Q, K, V
+constexpr int BQ = 64, BKV = 64, WARPS = 4;
 constexpr int LDS = BKV + 4;   // fp32 scores
 constexpr int LDP = BKV + 8;   // bf16 probabilities
-constexpr int LDO = D + 4;     // fp32 output accumulators
 
-constexpr size_t SMEM_Q = (size_t) BQ * LDQ * 2, SMEM_KV = (size_t) BKV * LDQ * 2,
-                 SMEM_S = (size_t) BQ * LDS * 4, SMEM_P = (size_t) BQ * LDP * 2,
-                 SMEM_O = (size_t) BQ * LDO * 4, SMEM_L = (size_t) BQ * 4;
-constexpr size_t SMEM = SMEM_Q + 2 * SMEM_KV + SMEM_S + SMEM_P + SMEM_O + SMEM_L;
+// Shared memory of the kernel for head_dim D: bf16 Q, K, V rows of D + 8,
+// fp32 scores, bf16 probabilities, fp32 output rows of D + 4, row sums.
+template <int D> struct Smem {
+  static constexpr int LDQ = D + 8, LDO = D + 4;
+  static constexpr size_t Q = (size_t) BQ * LDQ * 2, KV = (size_t) BKV * LDQ * 2,
+                          S = (size_t) BQ * LDS * 4, P = (size_t) BQ * LDP * 2,
+                          O = (size_t) BQ * LDO * 4, L = (size_t) BQ * 4;
+  static constexpr size_t total = Q + 2 * KV + S + P + O + L;
+};
 
+template <int D>
 __global__ void __launch_bounds__ (WARPS * 32)
 attention_kernel (BncAttention a)
 {
+  using M = Smem<D>;
+  constexpr int LDQ = M::LDQ, LDO = M::LDO;
   extern __shared__ __align__ (128) unsigned char smem[];
   __nv_bfloat16 *Qs = (__nv_bfloat16 *) smem;
-  __nv_bfloat16 *Ks = (__nv_bfloat16 *) (smem + SMEM_Q);
-  __nv_bfloat16 *Vs = (__nv_bfloat16 *) (smem + SMEM_Q + SMEM_KV);
-  float *Ss = (float *) (smem + SMEM_Q + 2 * SMEM_KV);
-  __nv_bfloat16 *Ps = (__nv_bfloat16 *) (smem + SMEM_Q + 2 * SMEM_KV + SMEM_S);
-  float *Os = (float *) (smem + SMEM_Q + 2 * SMEM_KV + SMEM_S + SMEM_P);
-  float *Ls = (float *) (smem + SMEM_Q + 2 * SMEM_KV + SMEM_S + SMEM_P + SMEM_O);
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *) (smem + M::Q);
+  __nv_bfloat16 *Vs = (__nv_bfloat16 *) (smem + M::Q + M::KV);
+  float *Ss = (float *) (smem + M::Q + 2 * M::KV);
+  __nv_bfloat16 *Ps = (__nv_bfloat16 *) (smem + M::Q + 2 * M::KV + M::S);
+  float *Os = (float *) (smem + M::Q + 2 * M::KV + M::S + M::P);
+  float *Ls = (float *) (smem + M::Q + 2 * M::KV + M::S + M::P + M::O);
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int head = blockIdx.y;
@@ -176,17 +182,31 @@ attention_kernel (BncAttention a)
 
 } // namespace
 
+template <int D>
+cudaError_t
+launch (cudaStream_t stream, const BncAttention *a)
+{
+  cudaError_t err = cudaFuncSetAttribute (
+      attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      (int) Smem<D>::total);
+  if (err != cudaSuccess)
+    return err;
+  dim3 grid ((unsigned) ((a->n_q + BQ - 1) / BQ), (unsigned) a->n_heads);
+  attention_kernel<D><<<grid, WARPS * 32, Smem<D>::total, stream>>> (*a);
+  return cudaGetLastError ();
+}
+
 extern "C" cudaError_t
 bnc_attention (cudaStream_t stream, const BncAttention *a)
 {
   if (a->n_q <= 0 || a->n_kv <= 0 || a->n_kv_heads <= 0
       || a->n_heads % a->n_kv_heads != 0 || a->n_heads > 65535)
     return cudaErrorInvalidValue;
-  cudaError_t err = cudaFuncSetAttribute (
-      attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) SMEM);
-  if (err != cudaSuccess)
-    return err;
-  dim3 grid ((unsigned) ((a->n_q + BQ - 1) / BQ), (unsigned) a->n_heads);
-  attention_kernel<<<grid, WARPS * 32, SMEM, stream>>> (*a);
-  return cudaGetLastError ();
+  switch (a->head_dim)
+    {
+    case 32: return launch<32> (stream, a);
+    case 64: return launch<64> (stream, a);
+    case 128: return launch<128> (stream, a);
+    default: return cudaErrorInvalidValue;
+    }
 }

@@ -377,13 +377,15 @@ op_linear (BnBackendImpl *b, const BnBackendWeight *w, const float *x,
 static gboolean
 op_attention (BnBackendImpl *b, const BnBackendAttention *a, GError **error)
 {
-  if (a->head_dim != 128)
+  if (a->head_dim != 32 && a->head_dim != 64 && a->head_dim != 128)
     {
       g_set_error (error, b->domain, b->code_backend,
-                   "CUDA attention needs head_dim 128 (got %d)", a->head_dim);
+                   "CUDA attention needs head_dim 32, 64 or 128 (got %d)",
+                   a->head_dim);
       return FALSE;
     }
-  BncAttention k = { a->n_q, a->n_kv, a->n_heads, a->n_kv_heads, a->q, a->k,
+  BncAttention k = { a->n_q, a->n_kv, a->n_heads, a->n_kv_heads, a->head_dim,
+                     a->q, a->k,
                      a->v, a->ldq, a->ldk, a->ldv, a->out, a->ldo, a->scale,
                      a->causal, a->key_mask };
   g_mutex_lock (&b->lock);

@@ -35,10 +35,11 @@ cudaError_t bnc_linear_packed (cudaStream_t stream, const uint16_t *xb,
                                int64_t n, const float *bias, float *y,
                                int64_t ldy);
 
-/* Tiled attention (head_dim 128) with an online softmax; see backend.h. */
+/* Tiled attention (head_dim 32, 64 or 128) with an online softmax; see
+ * backend.h. */
 typedef struct {
   int64_t n_q, n_kv;
-  int n_heads, n_kv_heads;
+  int n_heads, n_kv_heads, head_dim;
   const float *q, *k, *v;
   int64_t ldq, ldk, ldv;
   float *out;
