@@ -33,6 +33,17 @@ else
   grep -q "cuBLAS" "$out" || fail "bench kernels --backend cuda: no cuBLAS column"
 fi
 
+# check-refs --backend cuda: "no CUDA device" before any set runs (with a GPU
+# it runs them, which is not this test's business: it is skipped there).
+"$bin" check-refs --backend cuda "$(dirname "$0")" >"$out" 2>&1
+rc=$?
+if grep -q "no CUDA" "$out"; then
+  [ $rc -eq 1 ] || fail "check-refs --backend cuda: want exit 1"
+  grep -q "reference sets" "$out" && fail "check-refs --backend cuda: ran sets"
+fi
+"$bin" check-refs --backend gpu "$(dirname "$0")" >"$out" 2>&1
+[ $? -eq 2 ] || fail "check-refs --backend gpu: want exit 2"
+
 # The same through BONSAI_BACKEND for a library user: cpu is accepted and
 # the command goes on to fail on the missing model.
 BONSAI_BACKEND=cpu "$bin" generate -m /nonexistent -p x -o /dev/null >"$out" 2>&1

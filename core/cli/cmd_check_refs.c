@@ -1,8 +1,12 @@
-/* cmd_check_refs.c — `bonsai-image check-refs DIR`: finds every reference set
- * under DIR (a folder holding qwen3_io, dit_io, vae_io or pipeline_io
- * .safetensors, as ../shared/refs/README.md describes), runs the engine on
- * it and prints per output tensor the max absolute and relative error. */
+/* cmd_check_refs.c — `bonsai-image check-refs [--backend NAME] DIR`: finds
+ * every reference set under DIR (a folder holding qwen3_io, dit_io, vae_io
+ * or pipeline_io .safetensors, as ../shared/refs/README.md describes), runs
+ * the engine on it and prints per output tensor the max absolute and
+ * relative error.  --backend cuda runs what generation runs on the GPU
+ * there (the transformer), with the device's tolerances where they differ. */
 #include "cli.h"
+
+#include "bonsai/bonsai.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -91,14 +95,29 @@ walk (const char *dir, int depth, BnRefTally *tally, int *sets, int *broken)
 int
 bn_cmd_check_refs (int argc, char **argv)
 {
+  BonsaiBackend backend = BONSAI_BACKEND_CPU;
+  if (argc == 4 && !strcmp (argv[1], "--backend"))
+    {
+      if (!bonsai_backend_from_string (argv[2], &backend))
+        {
+          fprintf (stderr, "bonsai-image: check-refs: --backend is auto, cpu or cuda, not '%s'\n",
+                   argv[2]);
+          return 2;
+        }
+      argv += 2;
+      argc -= 2;
+    }
   if (argc != 2 || !strcmp (argv[1], "--help"))
     {
       fprintf (argc == 2 ? stdout : stderr,
-               "Usage: bonsai-image check-refs DIR\n"
+               "Usage: bonsai-image check-refs [--backend auto|cpu|cuda] DIR\n"
                "Runs every reference set found under DIR and compares the "
-               "engine's outputs with it.\n");
+               "engine's outputs with it (on the CPU unless --backend says).\n");
       return argc == 2 ? 0 : 2;
     }
+  GError *error = NULL;
+  if (!bonsai_backend_select (backend, &error))
+    return bn_cli_fail (error);
   if (!g_file_test (argv[1], G_FILE_TEST_IS_DIR))
     {
       fprintf (stderr, "bonsai-image: check-refs: %s is not a folder\n", argv[1]);

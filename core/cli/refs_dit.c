@@ -2,16 +2,20 @@
  * folder (dit_weights.safetensors; config from dit_config.json, else the
  * weights' metadata) gives out_t<k> at sigma t<k> for every k the set has,
  * and out_edit with the reference tokens x_ref (ids ref_ids) appended after
- * x at sigma t_edit. */
+ * x at sigma t_edit.  With the CUDA backend chosen (check-refs --backend
+ * cuda) the transformer runs on the device (flux2_dit_device.c). */
 #include "cli.h"
 
-#include "flux2_dit.h"
+#include "flux2_dit_device.h"
 
 #include "bonsai/bonsai.h"
 
 #include <math.h>
 
 #define TOL 1e-4
+/* On the device attention rounds q, k, v and the probabilities to bf16
+ * (and f16 weights take f16 inputs): relative errors near 1e-2. */
+#define TOL_DEVICE 3e-2
 
 /* An F32 [rows, cols] tensor of the set; rows < 0 accepts any count. */
 static const float *
@@ -63,26 +67,32 @@ read_sigma (const BnSafetensors *io, const char *name, float *t, GError **error)
   return TRUE;
 }
 
+/* The transformer, and its resident copy when it runs on a device. */
+typedef struct {
+  const BnFlux2Dit *dit;
+  BnFlux2DitDevice *dev;
+  BnThreadPool *pool;
+} Model;
+
 /* Runs `in` and reports its output against `want` ([in->n_out, out]). */
 static gboolean
-run (const BnFlux2Dit *dit, BnThreadPool *pool, const BnFlux2Input *in,
-     const float *want, const char *set, const char *name, BnRefTally *tally,
-     GError **error)
+run (const Model *m, const BnFlux2Input *in, const float *want,
+     const char *set, const char *name, BnRefTally *tally, GError **error)
 {
-  size_t n = (size_t) in->n_out * (size_t) dit->cfg.out_channels;
+  size_t n = (size_t) in->n_out * (size_t) m->dit->cfg.out_channels;
   g_autofree float *got = g_new (float, n);
-  if (!bn_flux2_dit_forward (dit, pool, in, got, error))
+  if (!(m->dev ? bn_flux2_dit_device_forward (m->dit, m->dev, m->pool, in, got, error)
+               : bn_flux2_dit_forward (m->dit, m->pool, in, got, error)))
     return FALSE;
-  bn_refs_report (tally, set, name, got, want, n, TOL);
+  bn_refs_report (tally, set, name, got, want, n, m->dev ? TOL_DEVICE : TOL);
   return TRUE;
 }
 
 static gboolean
-check_edit (const BnFlux2Dit *dit, BnThreadPool *pool, const BnSafetensors *io,
-            BnFlux2Input in, const char *set, BnRefTally *tally,
-            GError **error)
+check_edit (const Model *m, const BnSafetensors *io, BnFlux2Input in,
+            const char *set, BnRefTally *tally, GError **error)
 {
-  const BnFlux2Config *c = &dit->cfg;
+  const BnFlux2Config *c = &m->dit->cfg;
   int64_t n_ref = 0, n_out = 0, n_img = in.n_img;
   const float *x_ref = read_f32 (io, "x_ref", -1, c->in_channels, &n_ref, error);
   const float *want = x_ref ? read_f32 (io, "out_edit", -1, c->out_channels, &n_out, error) : NULL;
@@ -108,14 +118,14 @@ check_edit (const BnFlux2Dit *dit, BnThreadPool *pool, const BnSafetensors *io,
   in.img_ids = ids;
   in.n_img = n_img + n_ref;
   in.n_out = n_out;
-  return run (dit, pool, &in, want, set, "out_edit", tally, error);
+  return run (m, &in, want, set, "out_edit", tally, error);
 }
 
 static gboolean
-check_set (const BnFlux2Dit *dit, const BnSafetensors *io, const char *set,
+check_set (Model *m, const BnSafetensors *io, const char *set,
            BnRefTally *tally, GError **error)
 {
-  const BnFlux2Config *c = &dit->cfg;
+  const BnFlux2Config *c = &m->dit->cfg;
   BnFlux2Input in = { 0 };
   in.x = read_f32 (io, "x", -1, c->in_channels, &in.n_img, error);
   in.ctx = in.x ? read_f32 (io, "ctx", -1, c->context_dim, &in.n_txt, error) : NULL;
@@ -126,8 +136,8 @@ check_set (const BnFlux2Dit *dit, const BnSafetensors *io, const char *set,
   in.img_ids = img_ids;
   in.txt_ids = txt_ids;
   in.n_out = in.n_img;
-  BnThreadPool *pool = bn_thread_pool_new (0, error);
-  if (!pool)
+  m->pool = bn_thread_pool_new (0, error);
+  if (!m->pool)
     return FALSE;
   gboolean ok = TRUE;
   for (int k = 0; ok; k++)
@@ -138,11 +148,11 @@ check_set (const BnFlux2Dit *dit, const BnSafetensors *io, const char *set,
         break;
       const float *want = read_f32 (io, oname, in.n_img, c->out_channels, NULL, error);
       ok = want && read_sigma (io, tname, &in.t, error)
-           && run (dit, pool, &in, want, set, oname, tally, error);
+           && run (m, &in, want, set, oname, tally, error);
     }
   if (ok && bn_safetensors_find (io, "out_edit"))
-    ok = check_edit (dit, pool, io, in, set, tally, error);
-  bn_thread_pool_free (pool);
+    ok = check_edit (m, io, in, set, tally, error);
+  bn_thread_pool_free (m->pool);
   return ok;
 }
 
@@ -157,9 +167,14 @@ bn_refs_check_dit (const char *dir, BnRefTally *tally, GError **error)
     weights, g_file_test (config, G_FILE_TEST_EXISTS) ? config : NULL, error);
   if (!dit)
     return FALSE;
-  BnSafetensors *io = bn_safetensors_open (io_path, error);
-  gboolean ok = io && check_set (dit, io, set, tally, error);
+  Model m = { dit, NULL, NULL };
+  BnBackend *be;
+  gboolean ok = bn_backend_for_pipeline (&be, error)
+                && (!be || (m.dev = bn_flux2_dit_device_new (dit, be, error)));
+  BnSafetensors *io = ok ? bn_safetensors_open (io_path, error) : NULL;
+  ok = io && check_set (&m, io, set, tally, error);
   bn_safetensors_free (io);
+  bn_flux2_dit_device_free (m.dev);
   bn_flux2_dit_free (dit);
   return ok;
 }
