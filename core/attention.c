@@ -10,8 +10,14 @@
  * with log2 e into the queries), and accumulates P·V into a BQ×D tile.
  * The two GEMMs and the exponentials have AVX-512 and AVX2/FMA versions
  * chosen at run time; they differ from the portable one only by rounding
- * (FMA, polynomial exp2). */
+ * (FMA, polynomial exp2).  With a->bf16 on a CPU with AVX-512 BF16, q, k,
+ * v and the probabilities enter the two GEMMs as bf16 pairs (VDPBF16PS:
+ * half the instructions, fp32 sums), packed as k pairs over head_dim and
+ * v pairs over keys. */
 #include "ops.h"
+
+#include "dtype.h"
+#include "kernels/kernels.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -31,8 +37,11 @@ typedef struct {
   int dp;             /* head_dim rounded up to 64: output tile stride */
   int64_t nqb, nkb;   /* query and key blocks */
   int kv0, n_kvp;     /* KV heads of this pass */
+  gboolean bf16;      /* the bf16 GEMMs below, kt16 and vp16 */
   float *kt;          /* [n_kvp][nkb][head_dim][BK] */
   float *vp;          /* [n_kvp][nkb][BK][dp] */
+  uint32_t *kt16;     /* [n_kvp][nkb][head_dim/2][BK] bf16 pairs (e, e+1) */
+  uint32_t *vp16;     /* [n_kvp][nkb][BK/2][dp] bf16 pairs (key j, j+1) */
   const uint8_t *kb_state;
   float qscale;       /* scale · log2 e */
 } Ctx;
@@ -381,6 +390,82 @@ pv_tile_avx512 (const float *p, int nk, const float *v, int d, int dp,
       }
 }
 
+/* ---- AVX-512 BF16 --------------------------------------------------------- */
+
+#define AVX512BF16 __attribute__ ((target ("avx512f,avx512dq,avx512vl,avx512bw,avx512bf16,avx2,fma")))
+
+static inline uint32_t
+bf16_pair (float lo, float hi)
+{
+  return (uint32_t) bn_f32_to_bf16 (lo) | (uint32_t) bn_f32_to_bf16 (hi) << 16;
+}
+
+/* S = Qb · Kt with qb [BQ][d/2] and kt [d/2][BK] bf16 pairs. */
+static AVX512BF16 void
+score_tile_bf16 (const uint32_t *qb, int d, const uint32_t *kt, float *s)
+{
+  const int dh = d / 2;
+  for (int r = 0; r < BQ; r += 4)
+    {
+      __m512 a[4][4];
+      for (int i = 0; i < 4; i++)
+        for (int c = 0; c < 4; c++)
+          a[i][c] = _mm512_setzero_ps ();
+      for (int e = 0; e < dh; e++)
+        {
+          __m512bh k[4];
+          for (int c = 0; c < 4; c++)
+            k[c] = (__m512bh) _mm512_loadu_si512 (kt + e * BK + 16 * c);
+          for (int i = 0; i < 4; i++)
+            {
+              __m512bh q = (__m512bh) _mm512_set1_epi32 ((int) qb[(r + i) * dh + e]);
+              for (int c = 0; c < 4; c++)
+                a[i][c] = _mm512_dpbf16_ps (a[i][c], k[c], q);
+            }
+        }
+      for (int i = 0; i < 4; i++)
+        for (int c = 0; c < 4; c++)
+          _mm512_storeu_ps (s + (r + i) * BK + 16 * c, a[i][c]);
+    }
+}
+
+/* ob = alpha·ob + P·V with p [BQ][BK/2] and v [BK/2][dp] bf16 pairs; pairs
+ * past nk hold zeros. */
+static AVX512BF16 void
+pv_tile_bf16 (const uint32_t *p, int nk, const uint32_t *v, int d, int dp,
+              const float *alpha, float *ob)
+{
+  const int pairs = (nk + 1) / 2;
+  for (int c0 = 0; c0 < d; c0 += 64)
+    for (int r = 0; r < BQ; r += 4)
+      {
+        float *o = ob + (int64_t) r * dp + c0;
+        __m512 a[4][4];
+        for (int i = 0; i < 4; i++)
+          {
+            __m512 al = _mm512_set1_ps (alpha[r + i]);
+            for (int c = 0; c < 4; c++)
+              a[i][c] = _mm512_mul_ps (_mm512_loadu_ps (o + i * dp + 16 * c), al);
+          }
+        for (int j = 0; j < pairs; j++)
+          {
+            const uint32_t *vj = v + (int64_t) j * dp + c0;
+            __m512bh vv[4];
+            for (int c = 0; c < 4; c++)
+              vv[c] = (__m512bh) _mm512_loadu_si512 (vj + 16 * c);
+            for (int i = 0; i < 4; i++)
+              {
+                __m512bh pj = (__m512bh) _mm512_set1_epi32 ((int) p[(r + i) * (BK / 2) + j]);
+                for (int c = 0; c < 4; c++)
+                  a[i][c] = _mm512_dpbf16_ps (a[i][c], vv[c], pj);
+              }
+          }
+        for (int i = 0; i < 4; i++)
+          for (int c = 0; c < 4; c++)
+            _mm512_storeu_ps (o + i * dp + 16 * c, a[i][c]);
+      }
+}
+
 /* ---- driver -------------------------------------------------------------- */
 
 static void
@@ -452,10 +537,30 @@ pack_kv (void *data, int64_t begin, int64_t end, int thread_index)
       if (c->kb_state[kb] == KB_HIDDEN)
         continue;
       int kvh = c->kv0 + (int) (t / c->nkb);
-      float *kt = c->kt + t * d * BK;
-      float *vp = c->vp + t * dp * BK;
       int64_t j0 = kb * BK;
       int nk = (int) MIN (BK, a->n_kv - j0);
+      if (c->bf16)
+        {
+          uint32_t *kt = c->kt16 + t * (d / 2) * BK;
+          uint32_t *vp = c->vp16 + t * dp * (BK / 2);
+          for (int j = 0; j < BK; j++)
+            {
+              const float *k = a->k + (j0 + j) * a->ldk + (int64_t) kvh * d;
+              for (int e = 0; e < d; e += 2)
+                kt[(e / 2) * BK + j] = j < nk ? bf16_pair (k[e], k[e + 1]) : 0u;
+            }
+          for (int j = 0; j < BK; j += 2)
+            {
+              const float *v0 = a->v + (j0 + j) * a->ldv + (int64_t) kvh * d;
+              const float *v1 = v0 + a->ldv;
+              for (int e = 0; e < dp; e++)
+                vp[(j / 2) * dp + e] = e < d && j < nk
+                                         ? bf16_pair (v0[e], j + 1 < nk ? v1[e] : 0.0f) : 0u;
+            }
+          continue;
+        }
+      float *kt = c->kt + t * d * BK;
+      float *vp = c->vp + t * dp * BK;
       for (int j = 0; j < nk; j++)
         {
           const float *k = a->k + (j0 + j) * a->ldk + (int64_t) kvh * d;
@@ -511,6 +616,9 @@ attend (void *data, int64_t begin, int64_t end, int thread_index)
   float *qb = g_aligned_alloc (BQ * (gsize) d, sizeof (float), 64);
   float *ob = g_aligned_alloc (BQ * (gsize) dp, sizeof (float), 64);
   float *s = g_aligned_alloc (BQ * BK, sizeof (float), 64);
+  /* bf16 pairs of the scaled queries and of the probabilities. */
+  uint32_t *qb16 = c->bf16 ? g_new (uint32_t, BQ * (gsize) (d / 2)) : NULL;
+  uint32_t *p16 = c->bf16 ? g_new (uint32_t, BQ * (BK / 2)) : NULL;
   float m[BQ], l[BQ], alpha[BQ];
 
   for (int64_t t = begin; t < end; t++)
@@ -534,6 +642,8 @@ attend (void *data, int64_t begin, int64_t end, int thread_index)
             memset (dst, 0, d * sizeof *dst);
           m[r] = -INFINITY;
           l[r] = 0.0f;
+          for (int e = 0; c->bf16 && e < d; e += 2)
+            qb16[r * (d / 2) + e / 2] = bf16_pair (dst[e], dst[e + 1]);
         }
       memset (ob, 0, BQ * (gsize) dp * sizeof *ob);
 
@@ -544,12 +654,22 @@ attend (void *data, int64_t begin, int64_t end, int thread_index)
           if (c->kb_state[kb] == KB_HIDDEN)
             continue;
           int64_t blk = (int64_t) kvl * c->nkb + kb;
-          const float *kt = c->kt + blk * d * BK;
-          score_tile (c->isa, qb, d, kt, s);
+          int nk = (int) MIN (BK, a->n_kv - kb * BK);
+          if (c->bf16)
+            score_tile_bf16 (qb16, d, c->kt16 + blk * (d / 2) * BK, s);
+          else
+            score_tile (c->isa, qb, d, c->kt + blk * d * BK, s);
           mask_tile (a, c->kb_state, kb, i0, s);
           softmax_tile (c->isa, s, m, l, alpha);
-          int nk = (int) MIN (BK, a->n_kv - kb * BK);
-          pv_tile (c->isa, s, nk, c->vp + blk * dp * BK, d, dp, alpha, ob);
+          if (c->bf16)
+            {
+              /* Hidden keys have probability 0, so odd nk pads with 0. */
+              for (int i = 0; i < BQ * BK; i += 2)
+                p16[i / 2] = bf16_pair (s[i], s[i + 1]);
+              pv_tile_bf16 (p16, nk, c->vp16 + blk * dp * (BK / 2), d, dp, alpha, ob);
+            }
+          else
+            pv_tile (c->isa, s, nk, c->vp + blk * dp * BK, d, dp, alpha, ob);
         }
 
       for (int r = 0; r < rows; r++)
@@ -566,6 +686,8 @@ attend (void *data, int64_t begin, int64_t end, int thread_index)
   g_aligned_free (qb);
   g_aligned_free (ob);
   g_aligned_free (s);
+  g_free (qb16);
+  g_free (p16);
 }
 
 void
@@ -584,6 +706,7 @@ bn_attention_isa (BnThreadPool *pool, BnIsa isa, const BnAttention *a)
     .nqb = (a->n_q + BQ - 1) / BQ,
     .nkb = (a->n_kv + BK - 1) / BK,
     .qscale = a->scale * (float) M_LOG2E,
+    .bf16 = a->bf16 && isa >= BN_ISA_AVX512 && bn_cpu_has_bf16 () && d % 2 == 0,
   };
   uint8_t *kb_state = g_new (uint8_t, MAX (c.nkb, 1));
   for (int64_t kb = 0; kb < c.nkb; kb++)
@@ -595,12 +718,18 @@ bn_attention_isa (BnThreadPool *pool, BnIsa isa, const BnAttention *a)
     }
   c.kb_state = kb_state;
 
-  int64_t kt_bytes = c.nkb * BK * d * (int64_t) sizeof (float);
-  int64_t vp_bytes = c.nkb * BK * c.dp * (int64_t) sizeof (float);
+  /* bf16 pairs take half the bytes of floats. */
+  const int64_t esz = c.bf16 ? 2 : (int64_t) sizeof (float);
+  int64_t kt_bytes = c.nkb * BK * d * esz;
+  int64_t vp_bytes = c.nkb * BK * c.dp * esz;
   int per_pass = (int) CLAMP (PACK_BUDGET / MAX (kt_bytes + vp_bytes, 1), 1,
                               a->n_kv_heads);
-  c.kt = g_aligned_alloc ((gsize) MAX (kt_bytes, 1) * per_pass, 1, 64);
-  c.vp = g_aligned_alloc ((gsize) MAX (vp_bytes, 1) * per_pass, 1, 64);
+  void *kt = g_aligned_alloc ((gsize) MAX (kt_bytes, 1) * per_pass, 1, 64);
+  void *vp = g_aligned_alloc ((gsize) MAX (vp_bytes, 1) * per_pass, 1, 64);
+  c.kt = kt;
+  c.vp = vp;
+  c.kt16 = kt;
+  c.vp16 = vp;
   for (c.kv0 = 0; c.kv0 < a->n_kv_heads; c.kv0 += per_pass)
     {
       c.n_kvp = MIN (per_pass, a->n_kv_heads - c.kv0);

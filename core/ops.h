@@ -61,6 +61,10 @@ typedef struct {
   float scale;            /* usually 1/sqrt(head_dim) */
   int causal;             /* key j visible to query i only when j <= i */
   const uint8_t *key_mask; /* NULL, or [n_kv] with 0 = padding key (hidden) */
+  /* Round q (after scaling), k, v and the probabilities to bf16 for the two
+   * products (VDPBF16PS, fp32 sums; the softmax stays fp32), where the CPU
+   * has AVX-512 BF16 and head_dim is even; else ignored. */
+  gboolean bf16;
 } BnAttention;
 
 /* A query that sees no key at all gets an all-zero output row.

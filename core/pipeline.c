@@ -84,8 +84,8 @@ run_init (Run *r, int threads, gint *cancel, BonsaiProgressFunc progress,
     }
   r->progress = progress;
   r->user_data = user_data;
-  r->act = bn_act_precision_of (BONSAI_PRECISION_AUTO);
   r->cancel = cancel ? cancel : &r->own_flag;
+  r->act = bn_act_precision_of (BONSAI_PRECISION_AUTO);
   r->pool = bn_thread_pool_new (threads, error);
   return r->pool != NULL;
 }
@@ -548,9 +548,9 @@ decode (BonsaiModel *m, const BonsaiTensor *packed, BonsaiPixelFormat format,
       BnVaeOptions opt = BN_VAE_OPTIONS_INIT;
       opt.pool = r->pool;
       opt.cancel = r->cancel;
+      opt.act = r->act;
       opt.progress = on_tile;
       opt.progress_data = r;
-      opt.act = r->act;
       if (bn_vae_decode (m->vae, z->data, z->shape[1], z->shape[2], chw, &opt, error)
           && check_cancel (r, error))
         image = bn_image_from_chw (chw, (int) w, (int) h, format, error);

@@ -2,6 +2,7 @@
  * oracle written here, attention on every ISA this CPU runs and for several
  * thread counts (which must give identical bits). */
 #include "ops.h"
+#include "kernels/kernels.h"
 
 #include <glib.h>
 #include <math.h>
@@ -388,6 +389,41 @@ run_attention_case (const AttnCase *tc, guint32 seed)
       if (tc->causal && tc->mask == 1)
         for (int e = 0; e < tc->n_heads * d; e++)
           g_assert_cmpfloat (first[e], ==, 0.0f);
+    }
+  /* bf16 products: within bf16 rounding of the reference (q, k, v and the
+   * probabilities each carry a relative error up to 2⁻⁸, the sums are
+   * fp32), the same on 1 and 3 threads, and not the fp32 path's bits.
+   * Only for logits of ordinary size (default scale, inputs in ±1): a
+   * logit errs by about 2⁻⁸·Σ|q·k|, units at the large-logits case's 800. */
+  if (bn_cpu_supports (BN_ISA_AVX512) && bn_cpu_has_bf16 () && d % 2 == 0
+      && tc->scale == 0 && tc->range <= 1)
+    {
+      a.bf16 = TRUE;
+      float *one = g_new (float, tc->n_q * ldo);
+      /* The same bytes in the unwritten row padding of both. */
+      for (int64_t i = 0; i < tc->n_q * ldo; i++)
+        one[i] = out[i] = 12345.0f;
+      for (int t = 1; t <= 3; t += 2)
+        {
+          GError *error = NULL;
+          BnThreadPool *pool = bn_thread_pool_new (t, &error);
+          g_assert_no_error (error);
+          a.out = t == 1 ? one : out;
+          bn_attention_isa (pool, BN_ISA_AVX512, &a);
+          bn_thread_pool_free (pool);
+        }
+      g_assert_cmpmem (one, tc->n_q * ldo * sizeof *one, out, tc->n_q * ldo * sizeof *out);
+      for (int64_t i = 0; i < tc->n_q; i++)
+        memcpy (packed + i * tc->n_heads * d, out + i * ldo, tc->n_heads * d * sizeof *out);
+      assert_close (packed, want, n_out, 3e-2, 1e-30);
+      if (n_out > 0 && tc->n_kv > 0)
+        {
+          a.bf16 = FALSE;
+          a.out = first;
+          bn_attention_isa (NULL, BN_ISA_AVX512, &a);
+          g_assert_true (memcmp (first, out, tc->n_q * ldo * sizeof *out) != 0);
+        }
+      g_free (one);
     }
   g_free (first);
   g_free (out);

@@ -243,6 +243,8 @@ static void
 mini_request (const Mini *m, BonsaiRequest *req)
 {
   bonsai_request_init (req);
+  /* The references are computed in fp32. */
+  req->precision = BONSAI_PRECISION_EXACT;
   req->features = m->features;
   req->latents = m->noise;
   req->width = (int) m->noise->shape[2] * bonsai_model_size_multiple (m->model);

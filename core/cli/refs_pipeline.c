@@ -148,6 +148,8 @@ check_set (Refs *r, BonsaiModel *model, GError **error)
     }
   BonsaiRequest req;
   bonsai_request_init (&req);
+  /* The references are computed in fp32. */
+  req.precision = BONSAI_PRECISION_EXACT;
   req.features = features;
   req.latents = noise;
   req.width = (int) noise->shape[2] * model->multiple;
