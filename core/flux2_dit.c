@@ -433,7 +433,8 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
                    "more memory than can be addressed", n_tok);
       return FALSE;
     }
-  float *ws = g_try_malloc ((size_t) l.total * sizeof (float));
+  float *own = in->workspace ? NULL : g_try_malloc ((size_t) l.total * sizeof (float));
+  float *ws = in->workspace ? in->workspace : own;
   if (!ws)
     {
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_OUT_OF_MEMORY,
@@ -518,10 +519,10 @@ bn_flux2_dit_forward (const BnFlux2Dit *dit, BnThreadPool *pool,
       bn_linear (pool, &dit->final_out, f.xr, rows, d,
                  out + (r0 - in->n_txt) * c->out_channels, c->out_channels);
     }
-  g_free (ws);
+  g_free (own);
   return TRUE;
 
 fail:
-  g_free (ws);
+  g_free (own);
   return FALSE;
 }

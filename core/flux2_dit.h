@@ -135,6 +135,10 @@ typedef struct {
   int64_t chunk_rows;      /* tokens per chunk of the row-wise work; 0:
                             * BN_FLUX2_CHUNK_ROWS.  Fewer need less memory,
                             * more let the linears reuse decoded weights */
+  float *workspace;        /* NULL, or bn_flux2_workspace_bytes (cfg,
+                            * n_txt + n_img, chunk_rows) bytes used in place
+                            * of an allocation of its own: a sampler passes
+                            * one buffer for all its steps */
   BnActPrecision act;      /* activations of the blocks' binary/ternary
                             * linears: BN_ACT_EXACT (fp32, the default),
                             * BF16 or INT8 where the CPU has them */

@@ -434,6 +434,19 @@ sample (BonsaiModel *m, const BonsaiRequest *req, Run *r, GError **error)
    * the transformer, so a seed starts from the same latents on both. */
   BnFlux2DitDevice *dev = NULL;
   ok = bn_model_dit_device (m, &dev, error);
+  /* One workspace for every step: nothing is allocated per step but the
+   * kernels' small scratch. */
+  if (ok && !dev)
+    {
+      size_t bytes = bn_flux2_workspace_bytes (&m->dit->cfg, p.n_txt + n_all, 0);
+      in.workspace = bytes ? g_try_malloc (bytes) : NULL;
+      if (!in.workspace)
+        {
+          g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_OUT_OF_MEMORY,
+                       "out of memory for the transformer's workspace (%.1f MB)", bytes / 1e6);
+          ok = FALSE;
+        }
+    }
   for (int i = 0; ok && i < req->steps; i++)
     {
       in.t = bn_sampler_timestep (sigmas[i]);
@@ -446,6 +459,7 @@ sample (BonsaiModel *m, const BonsaiRequest *req, Run *r, GError **error)
           ok = report (r, BONSAI_STAGE_DENOISE, i + 1, req->steps, error);
         }
     }
+  g_free (in.workspace);
   if (ok)
     bn_latent_from_tokens (x, c, p.n_img, out->data);
 
