@@ -19,7 +19,7 @@
 /* RoPE axes the engine accepts (FLUX.2 uses 4: t, h, w, l). */
 #define BN_FLUX2_MAX_AXES 8
 /* Default tokens per chunk (see bn_flux2_dit_forward). */
-#define BN_FLUX2_CHUNK_ROWS 128
+#define BN_FLUX2_CHUNK_ROWS 512
 
 typedef struct {
   int in_channels;      /* features of an input image token */

@@ -822,7 +822,8 @@ test_threads (void)
 }
 
 /* The activation workspace of klein 4B at 512² (512 text + 1024 image
- * tokens) leaves room in the ~1.2 GB budget beside 965 MB of 1-bit weights. */
+ * tokens, 512-token chunks: 171 MB) leaves room in the ~1.2 GB budget
+ * beside the 1-bit weights (whose once-per-forward pages are dropped). */
 static void
 test_workspace (void)
 {
@@ -838,7 +839,7 @@ test_workspace (void)
   g_test_message ("klein workspace: %.1f MB at 512x512, %.1f MB at 1024x1024",
                   s512 / 1e6, s1024 / 1e6);
   g_assert_cmpuint (s512, >, 0);
-  g_assert_cmpuint (s512, <, 130000000);
+  g_assert_cmpuint (s512, <, 180000000);
   g_assert_cmpuint (s1024, <, 3 * s512 + 20000000);
   g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, 0, 0), ==, 0);
   g_assert_cmpuint (bn_flux2_workspace_bytes (&klein, G_MAXINT64, 0), ==, 0);
