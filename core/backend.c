@@ -20,7 +20,9 @@ static int selected = -1;       /* BonsaiBackend, -1: not chosen yet    */
 static char *
 try_module (const char *dir, BnBackend *out, GError **error)
 {
-  char *path = g_module_build_path (dir, MODULE_NAME);
+  /* Not g_module_build_path: GLib 2.76 deprecates it (GIMP 3.0's root
+   * builds with -Werror against 2.84). */
+  char *path = g_build_filename (dir, "lib" MODULE_NAME "." G_MODULE_SUFFIX, NULL);
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     {
       g_free (path);
