@@ -72,8 +72,8 @@ void bn_linear_lowp (BnThreadPool *pool, BnActPrecision act,
 void bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w,
                          const float *x, int64_t m, int64_t ldx, float *y,
                          int64_t ldy);
-/* The precision named `name` ("exact", "bf16", "int8"), FALSE if none. */
-gboolean bn_act_precision_parse (const char *name, BnActPrecision *act);
+/* "exact", "bf16" or "int8", for messages (bonsai_precision_from_string
+ * parses the public names). */
 const char *bn_act_precision_name (BnActPrecision act);
 
 #endif

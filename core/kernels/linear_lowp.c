@@ -362,18 +362,6 @@ bn_lowp_path (BnIsa isa, BnActPrecision act)
     }
 }
 
-gboolean
-bn_act_precision_parse (const char *name, BnActPrecision *act)
-{
-  for (int a = BN_ACT_EXACT; a <= BN_ACT_INT8; a++)
-    if (name && !strcmp (name, bn_act_precision_name ((BnActPrecision) a)))
-      {
-        *act = (BnActPrecision) a;
-        return TRUE;
-      }
-  return FALSE;
-}
-
 const char *
 bn_act_precision_name (BnActPrecision act)
 {
