@@ -19,7 +19,7 @@ static const struct {
   { "info", bn_cmd_info, "FILE|DIR  list tensors, dtypes, low-bit layers and sizes" },
   { "bench", bn_cmd_bench, "kernels|pipeline  measure throughput and memory" },
   { "tokenize", bn_cmd_tokenize, "TEXT  print the Qwen3 token ids of TEXT" },
-  { "encode-prompt", bn_cmd_encode_prompt, "--model DIR TEXT -o FILE  text features" },
+  { "encode-prompt", bn_cmd_encode_prompt, "-m DIR (TEXT | --prompts FILE) -o FILE  text features" },
   { "check-refs", bn_cmd_check_refs, "DIR  compare the engine with reference vectors" },
   { "synthetic", bn_cmd_synthetic, "DIR  write a random-weight model in a release layout" },
 };
