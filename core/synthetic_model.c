@@ -10,7 +10,6 @@
 #include <string.h>
 
 #define GROUP 128 /* the release packs one scale per 128 inputs */
-#define TE_GROUP 64 /* INFERRED for the MLX text encoder (§1.5) */
 
 void
 bn_synth_spec_klein4b (BnSynthSpec *spec, int bits)
@@ -47,6 +46,7 @@ bn_synth_spec_klein4b (BnSynthSpec *spec, int bits)
   spec->te_head_dim = 128;
   spec->te_intermediate = 9728;
   spec->te_vocab = 151936;
+  spec->te_group = 64; /* INFERRED for the MLX text encoder (§1.5) */
 }
 
 void
@@ -76,6 +76,25 @@ bn_synth_spec_tiny (BnSynthSpec *spec, int bits)
   spec->te_kv_heads = 1;
   spec->te_head_dim = 32;
   spec->te_intermediate = 128;
+  c->context_dim = 3 * spec->te_hidden;
+}
+
+void
+bn_synth_spec_shapes (BnSynthSpec *spec, int bits)
+{
+  bn_synth_spec_tiny (spec, bits);
+  BnFlux2Config *c = &spec->dit;
+  c->num_layers = 2;
+  c->num_single_layers = 4;
+  spec->vae_levels = 4;
+  const int ch[4] = { 16, 32, 64, 64 };
+  memcpy (spec->vae_channels, ch, sizeof ch);
+  /* A text encoder half as wide as tiny's: context_dim 96. */
+  spec->te_hidden = 32;
+  spec->te_head_dim = 16;
+  spec->te_intermediate = 96;
+  /* 32 and 96 wide: MLX's smallest group divides them, 64 would not. */
+  spec->te_group = 32;
   c->context_dim = 3 * spec->te_hidden;
 }
 
@@ -287,10 +306,10 @@ add_packed (Out *o, const char *prefix, int64_t n, int64_t k, int bits,
 /* An MLX 4-bit affine pack of [n, k] with weights of standard deviation
  * `std`: codes uniform in 0..15 (σ = 4.61 steps) around the middle. */
 static gboolean
-add_q4 (Out *o, const char *prefix, int64_t n, int64_t k, float std,
+add_q4 (Out *o, const char *prefix, int64_t n, int64_t k, int group, float std,
         GError **error)
 {
-  BnTensor *t = new_packed (o, BN_DTYPE_Q4, n, k, TE_GROUP, error);
+  BnTensor *t = new_packed (o, BN_DTYPE_Q4, n, k, group, error);
   if (!t)
     return FALSE;
   guint64 s = stream_for (o->seed, prefix);
@@ -299,7 +318,7 @@ add_q4 (Out *o, const char *prefix, int64_t n, int64_t k, float std,
   for (size_t i = 0; i < n_words; i++)
     words[i] = (uint32_t) mix64 (&s);
   for (int64_t row = 0; row < n; row++)
-    for (int64_t g = 0; g < k / TE_GROUP; g++)
+    for (int64_t g = 0; g < k / group; g++)
       {
         float scale = bn_bf16_to_f32 (bn_f32_to_bf16 (std / 4.61f * (1.0f + 0.1f * uniform (&s))));
         bn_packed_set_group (t, row, g, scale, -7.5f * scale);
@@ -480,11 +499,11 @@ add_vae (Out *o, const BnSynthSpec *spec, GError **error)
 
 /* One linear of the text encoder: an MLX 4-bit pack, or dense bf16. */
 static gboolean
-add_te_linear (Out *o, gboolean mlx, const char *prefix, int64_t n, int64_t k,
-               float gain, GError **error)
+add_te_linear (Out *o, gboolean mlx, int group, const char *prefix, int64_t n,
+               int64_t k, float gain, GError **error)
 {
   if (mlx)
-    return add_q4 (o, prefix, n, k, gain / sqrtf ((float) k), error);
+    return add_q4 (o, prefix, n, k, group, gain / sqrtf ((float) k), error);
   g_autofree char *name = g_strconcat (prefix, ".weight", NULL);
   return add_matrix (o, name, n, k, gain, error);
 }
@@ -500,7 +519,8 @@ add_te_layers (Out *o, const BnSynthSpec *spec, gboolean mlx, int first,
   const int64_t qw = (int64_t) spec->te_heads * hd, kw = (int64_t) spec->te_kv_heads * hd;
   gboolean ok = TRUE;
   if (first == 0)
-    ok = mlx ? add_q4 (o, "model.embed_tokens", spec->te_vocab, h, 1.0f, error)
+    ok = mlx ? add_q4 (o, "model.embed_tokens", spec->te_vocab, h, spec->te_group,
+                       1.0f, error)
              : add_dense (o, "model.embed_tokens.weight", 2,
                           (const int64_t[2]) { spec->te_vocab, h }, 0.0f, 1.0f, error);
   for (int i = first; ok && i < last; i++)
@@ -519,7 +539,8 @@ add_te_layers (Out *o, const BnSynthSpec *spec, gboolean mlx, int first,
       for (size_t j = 0; ok && j < G_N_ELEMENTS (lin); j++)
         {
           g_snprintf (name, sizeof name, "model.layers.%d.%s", i, lin[j].name);
-          ok = add_te_linear (o, mlx, name, lin[j].n, lin[j].k, lin[j].gain, error);
+          ok = add_te_linear (o, mlx, spec->te_group, name, lin[j].n, lin[j].k,
+                              lin[j].gain, error);
         }
       const struct {
         const char *name;
@@ -571,7 +592,7 @@ write_text_encoder (const char *dir, const BnSynthSpec *spec, gboolean mlx,
   g_autofree char *index = ok ? bn_synth_weight_index (names, shards, total) : NULL;
   g_autofree char *config = bn_synth_text_encoder_config (spec, mlx ? BN_SYNTH_LAYOUT_MLX
                                                                     : BN_SYNTH_LAYOUT_UNPACKED,
-                                                          TE_GROUP);
+                                                          spec->te_group);
   ok = ok && bn_synth_write_text (dir, "model.safetensors.index.json", index, -1, error)
        && bn_synth_write_text (dir, "config.json", config, -1, error);
   for (int s = 0; s < n_shards; s++)
@@ -677,15 +698,18 @@ static gboolean
 text_spec_valid (const BnSynthSpec *spec, GError **error)
 {
   gboolean ok = spec->te_layers >= 27 && spec->dit.context_dim == 3 * spec->te_hidden
-    && spec->te_hidden % TE_GROUP == 0 && spec->te_intermediate % TE_GROUP == 0
+    && (spec->te_group == 32 || spec->te_group == 64 || spec->te_group == 128)
+    && spec->te_hidden % spec->te_group == 0
+    && spec->te_intermediate % spec->te_group == 0
     && spec->te_kv_heads >= 1 && spec->te_heads % spec->te_kv_heads == 0
-    && spec->te_head_dim % 2 == 0 && (spec->te_heads * spec->te_head_dim) % TE_GROUP == 0
+    && spec->te_head_dim % 2 == 0 && (spec->te_heads * spec->te_head_dim) % spec->te_group == 0
     && spec->te_vocab >= 1;
   if (!ok)
     g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
                  "synthetic text encoder: inconsistent shapes (27 layers or "
-                 "more, context_dim 3 × hidden, widths multiples of %d, heads "
-                 "a multiple of the key/value heads)", TE_GROUP);
+                 "more, context_dim 3 × hidden, widths multiples of the MLX group "
+                 "of %d (32, 64 or 128), heads a multiple of the key/value "
+                 "heads)", spec->te_group);
   return ok;
 }
 

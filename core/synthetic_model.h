@@ -50,6 +50,7 @@ typedef struct {
   int te_heads, te_kv_heads, te_head_dim;
   int te_intermediate;
   int te_vocab;
+  int te_group;           /* the MLX 4-bit pack's group: 32, 64 or 128 */
 } BnSynthSpec;
 
 typedef enum {
@@ -63,6 +64,11 @@ void bn_synth_spec_klein4b (BnSynthSpec *spec, int bits);
  * a 3-level VAE with 8 latent channels, a 28-layer text encoder 64 wide
  * with the real vocabulary), for tests. */
 void bn_synth_spec_tiny (BnSynthSpec *spec, int bits);
+/* "Bonsai Shapes" (issue 10), the small model trained in data/train/: the
+ * tiny transformer with 2 double and 4 single blocks, a 4-level VAE
+ * {16, 32, 64, 64}, and a 28-layer text encoder 32 wide (2 heads of 16, one
+ * key/value head, MLP 96; the real vocabulary), so context_dim is 96. */
+void bn_synth_spec_shapes (BnSynthSpec *spec, int bits);
 
 /* Writes the model into `dir` (created if needed), each file atomically.
  * The weights depend only on `spec` and `seed`.  FALSE with error (IO,

@@ -1,6 +1,7 @@
 /* cmd_synthetic.c — `bonsai-image synthetic DIR`: writes a random-weight
  * model folder laid out exactly like a Bonsai Image release (MLX or
- * unpacked repository), tiny or at the real klein-4B shapes.  It is what
+ * unpacked repository), tiny, "Bonsai Shapes" (issue 10) or at the real
+ * klein-4B shapes.  It is what
  * tests, benchmarks and the quick start use where no trained model is at
  * hand; its pictures are noise, and the command says so. */
 #include "cli.h"
@@ -14,11 +15,13 @@ int
 bn_cmd_synthetic (int argc, char **argv)
 {
   g_autofree char *layout_name = NULL, *size_name = NULL, *tokenizer = NULL;
+  g_autofree char *spec_name = NULL;
   int bits = 2;
   gint64 seed = 1;
   GOptionEntry entries[] = {
     { "layout", 0, 0, G_OPTION_ARG_STRING, &layout_name, "mlx (default) or unpacked", "LAYOUT" },
-    { "size", 0, 0, G_OPTION_ARG_STRING, &size_name, "tiny (default) or full (klein-4B shapes, ~4 GB)", "SIZE" },
+    { "spec", 0, 0, G_OPTION_ARG_STRING, &spec_name, "tiny (default), shapes (Bonsai Shapes) or klein4b (~4 GB)", "SPEC" },
+    { "size", 0, 0, G_OPTION_ARG_STRING, &size_name, "tiny or full: the older spelling of --spec tiny|klein4b", "SIZE" },
     { "bits", 0, 0, G_OPTION_ARG_INT, &bits, "1 (binary) or 2 (ternary, default)", "BITS" },
     { "tokenizer", 0, 0, G_OPTION_ARG_FILENAME, &tokenizer, "the real Qwen3 tokenizer.json to ship (default: $BONSAI_TOKENIZER)", "FILE" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "weights seed (default 1)", "N" },
@@ -35,7 +38,8 @@ bn_cmd_synthetic (int argc, char **argv)
     }
   if (argc != 2)
     {
-      fprintf (stderr, "Usage: bonsai-image synthetic [--layout mlx|unpacked] [--size tiny|full] "
+      fprintf (stderr, "Usage: bonsai-image synthetic [--layout mlx|unpacked] "
+                       "[--spec tiny|shapes|klein4b] "
                        "[--bits 1|2] [--tokenizer FILE] DIR\n");
       return 2;
     }
@@ -54,14 +58,22 @@ bn_cmd_synthetic (int argc, char **argv)
       fprintf (stderr, "bonsai-image synthetic: --bits must be 1 or 2\n");
       return 2;
     }
+  if (spec_name && size_name)
+    {
+      fprintf (stderr, "bonsai-image synthetic: --spec and --size name the same thing; give one\n");
+      return 2;
+    }
+  const char *name = spec_name ? spec_name : size_name ? size_name : "tiny";
   BnSynthSpec spec;
-  if (!size_name || !strcmp (size_name, "tiny"))
+  if (!strcmp (name, "tiny"))
     bn_synth_spec_tiny (&spec, bits);
-  else if (!strcmp (size_name, "full"))
+  else if (!strcmp (name, "shapes"))
+    bn_synth_spec_shapes (&spec, bits);
+  else if (!strcmp (name, "klein4b") || !strcmp (name, "full"))
     bn_synth_spec_klein4b (&spec, bits);
   else
     {
-      fprintf (stderr, "bonsai-image synthetic: unknown size '%s' (tiny or full)\n", size_name);
+      fprintf (stderr, "bonsai-image synthetic: unknown spec '%s' (tiny, shapes or klein4b)\n", name);
       return 2;
     }
   const char *tok = tokenizer ? tokenizer : g_getenv ("BONSAI_TOKENIZER");
@@ -75,7 +87,7 @@ bn_cmd_synthetic (int argc, char **argv)
   if (!bn_synthetic_release_write (argv[1], &spec, layout, tok, (guint64) seed, &error))
     return bn_cli_fail (error);
   printf ("wrote a %s %s synthetic model (random weights: its images are noise) to %s\n",
-          size_name ? size_name : "tiny", layout == BN_SYNTH_LAYOUT_MLX ? "MLX" : "unpacked",
+          name, layout == BN_SYNTH_LAYOUT_MLX ? "MLX" : "unpacked",
           argv[1]);
   return 0;
 }
