@@ -691,12 +691,46 @@ write_tokenizer_files (const char *dir, const TokJson *t, const TokFiles *f,
 /* ---- the release -------------------------------------------------------------------- */
 
 gboolean
+bn_synth_write_release_notes (const char *dir, int bits, BnSynthLayout layout,
+                              gboolean trained, GError **error)
+{
+  gboolean mlx = layout == BN_SYNTH_LAYOUT_MLX;
+  const char *variant = bits == 1 ? "binary" : bits == 2 ? "ternary" : "bf16";
+  g_autofree char *index = model_index (layout);
+  g_autofree char *manifest = bits == 16
+    ? g_strdup ("{\n  \"model_version\": \"bf16 (unquantized master)\"\n}\n")
+    : g_strdup_printf ("{\n  \"model_version\": \"%s g128 (bf16 master)\"\n}\n",
+                       variant);
+  g_autofree char *readme = trained
+    ? g_strdup_printf ("# Bonsai Image %s model\n\n"
+                       "Trained weights in the file layout of the Bonsai Image "
+                       "releases,\nwritten by `bonsai-image export-release`.\n",
+                       variant)
+    : g_strdup_printf ("# Synthetic Bonsai Image %s model\n\n"
+                       "Random weights in the file layout of prism-ml/bonsai-image-%s-4B-%s,\n"
+                       "written by Bonsai Image's tests.  It draws noise, not pictures.\n",
+                       variant, variant,
+                       mlx ? (bits == 1 ? "mlx-1bit" : "mlx-2bit") : "unpacked");
+  const char *license = trained
+    ? "The licence of these weights is their trainer's to state here.\n"
+    : "Synthetic test data: random numbers with no rights attached.\n";
+  const char *notice = trained
+    ? "# Notice\n\nThe text encoder and tokenizer are copied from the release "
+      "this model was exported with.\n"
+    : "# Notice\n\nNo part of any released model is in this folder.\n";
+  return bn_synth_write_text (dir, "model_index.json", index, -1, error)
+         && bn_synth_write_text (dir, "manifest.json", manifest, -1, error)
+         && bn_synth_write_text (dir, "README.md", readme, -1, error)
+         && bn_synth_write_text (dir, "LICENSE", license, -1, error)
+         && (!mlx || bn_synth_write_text (dir, "NOTICE.md", notice, -1, error));
+}
+
+gboolean
 bn_synth_write_release_files (const char *dir, const BnSynthSpec *spec,
                               BnSynthLayout layout, const char *tokenizer_json,
                               GError **error)
 {
   gboolean mlx = layout == BN_SYNTH_LAYOUT_MLX;
-  const char *variant = spec->bits == 1 ? "binary" : "ternary";
   TokJson t;
   if (!tok_json_load (&t, tokenizer_json, error))
     {
@@ -707,16 +741,8 @@ bn_synth_write_release_files (const char *dir, const BnSynthSpec *spec,
   g_autofree char *te_dir = g_build_filename (dir, mlx ? "text_encoder-mlx-4bit"
                                                       : "text_encoder", NULL);
   g_autofree char *sched_dir = g_build_filename (dir, "scheduler", NULL);
-  g_autofree char *index = model_index (layout);
   g_autofree char *sched = scheduler_config ();
   g_autofree char *gen = generation_config ();
-  g_autofree char *manifest = g_strdup_printf ("{\n  \"model_version\": \"%s g128 "
-                                               "(bf16 master)\"\n}\n", variant);
-  g_autofree char *readme = g_strdup_printf (
-      "# Synthetic Bonsai Image %s model\n\n"
-      "Random weights in the file layout of prism-ml/bonsai-image-%s-4B-%s,\n"
-      "written by Bonsai Image's tests.  It draws noise, not pictures.\n",
-      variant, variant, mlx ? (spec->bits == 1 ? "mlx-1bit" : "mlx-2bit") : "unpacked");
   TokFiles files;
   tok_files_make (&files, &t);
   gboolean ok = write_tokenizer_files (tok_dir, &t, &files, FALSE, error)
@@ -724,13 +750,7 @@ bn_synth_write_release_files (const char *dir, const BnSynthSpec *spec,
     && (mlx || bn_synth_write_text (te_dir, "generation_config.json", gen, -1, error))
     && bn_synth_make_dir (sched_dir, error)
     && bn_synth_write_text (sched_dir, "scheduler_config.json", sched, -1, error)
-    && bn_synth_write_text (dir, "model_index.json", index, -1, error)
-    && bn_synth_write_text (dir, "manifest.json", manifest, -1, error)
-    && bn_synth_write_text (dir, "README.md", readme, -1, error)
-    && bn_synth_write_text (dir, "LICENSE", "Synthetic test data: random numbers "
-                            "with no rights attached.\n", -1, error)
-    && (!mlx || bn_synth_write_text (dir, "NOTICE.md", "# Notice\n\nNo part of any "
-                                     "released model is in this folder.\n", -1, error));
+    && bn_synth_write_release_notes (dir, spec->bits, layout, FALSE, error);
   tok_files_clear (&files);
   tok_json_clear (&t);
   return ok;

@@ -35,6 +35,13 @@ char *bn_synth_text_encoder_config (const BnSynthSpec *spec,
 char *bn_synth_weight_index (const GPtrArray *names, const GPtrArray *shards,
                              guint64 total_size);
 
+/* The release's top-level files: model_index.json, manifest.json,
+ * README.md, LICENSE and (MLX) NOTICE.md, for `bits` 1, 2 or 16 (dense,
+ * unquantized); `trained` for an exported model rather than a synthetic
+ * one.  FALSE with IO. */
+gboolean bn_synth_write_release_notes (const char *dir, int bits,
+                                       BnSynthLayout layout, gboolean trained,
+                                       GError **error);
 /* Every file of a release folder but the weights and their configs:
  * model_index.json, scheduler/, tokenizer/ (and the MLX text encoder's
  * copy of the tokenizer files, the unpacked one's generation_config.json),

@@ -1,10 +1,16 @@
-/* synthetic_model.c — writes random-weight models in the release's layout:
- * the weights (transformer, VAE, text encoder) and the folders they go in. */
+/* synthetic_model.c — writes models in the release's layout: the weights
+ * (transformer, VAE, text encoder) and the folders they go in.  The same
+ * code names, shapes and packs every tensor whether its values are random
+ * (synthetic models) or read from a trained checkpoint (export-release),
+ * so both give the same files. */
 #include "synthetic_model.h"
 
 #include "bonsai/bonsai.h"
+#include "flux2_vae.h"
 #include "synthetic_files.h"
 
+#include <errno.h>
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -139,12 +145,19 @@ typedef struct {
   /* Low-bit linears as the dense bf16 matrices they stand for, as the
    * unpacked release stores them. */
   gboolean dense;
+  /* A trained checkpoint's float tensors, read instead of random values
+   * (NULL: random); `taken` holds the names read, so that a tensor the
+   * layout does not know is reported rather than silently dropped. */
+  const BnSafetensors *src;
+  GHashTable *taken;
+  int bits;            /* packs of trained weights: 1 or 2 */
 } Out;
 
 static void
 out_init (Out *o, guint64 seed, gboolean dense)
 {
   memset (o, 0, sizeof *o);
+  o->taken = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   o->w = bn_st_writer_new ();
   o->buffers = g_ptr_array_new_with_free_func (g_free);
   o->packed = g_ptr_array_new ();
@@ -167,6 +180,46 @@ out_clear (Out *o)
   g_ptr_array_unref (o->packed);
   g_ptr_array_unref (o->names);
   g_ptr_array_unref (o->linears);
+  g_hash_table_unref (o->taken);
+}
+
+/* Tensor `name` of the checkpoint, of exactly `shape`, as new f32 values.
+ * NULL with NOT_FOUND / FORMAT naming it, or with FORMAT for a value that
+ * is not finite (a diverged training run must not become a release). */
+static float *
+src_f32 (Out *o, const char *name, int ndim, const int64_t *shape,
+         GError **error)
+{
+  const guint floats = (1u << BN_DTYPE_F32) | (1u << BN_DTYPE_F16)
+                       | (1u << BN_DTYPE_BF16);
+  BnTensor t;
+  if (!bn_safetensors_view (o->src, name, floats, ndim, shape, &t, error))
+    {
+      g_prefix_error (error, "%s: ", bn_safetensors_path (o->src));
+      return NULL;
+    }
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
+  float *f = g_try_new (float, MAX (n, 1));
+  if (!f)
+    {
+      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_OUT_OF_MEMORY,
+                   "no memory for %s", name);
+      return NULL;
+    }
+  bn_convert_to_f32 (t.dtype, t.data, f, (size_t) n);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite (f[i]))
+      {
+        g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_FORMAT,
+                     "%s: %s[%" G_GINT64_FORMAT "] is %g", bn_safetensors_path (o->src),
+                     name, i, f[i]);
+        g_free (f);
+        return NULL;
+      }
+  g_hash_table_add (o->taken, g_strdup (name));
+  return f;
 }
 
 static gboolean
@@ -202,6 +255,15 @@ add_dense (Out *o, const char *name, int ndim, const int64_t *shape,
   uint16_t *data = alloc_bf16 (o, n, name, error);
   if (!data)
     return FALSE;
+  if (o->src)
+    {
+      g_autofree float *f = src_f32 (o, name, ndim, shape, error);
+      if (!f)
+        return FALSE;
+      for (int64_t i = 0; i < n; i++)
+        data[i] = bn_f32_to_bf16 (f[i]);
+      return add_bf16 (o, name, ndim, shape, data, n, error);
+    }
   guint64 s = stream_for (o->seed, name);
   float half_width = std * sqrtf (3.0f);
   for (int64_t i = 0; i < n; i++)
@@ -272,10 +334,67 @@ emit_packed (Out *o, const char *prefix, BnTensor *t, GError **error)
  * are 1 (weight 0) half the time and 0 or 2 a quarter each, so weights have
  * mean 0 and variance s²/2; binary weights are ±s/2.  Scales are chosen for
  * unit gain, with ±10 % spread between groups. */
+/* The release's quantization of trained weights (synthetic_model.h): per
+ * row and group of 128 inputs, a = mean |w| rounded to bf16; binary codes
+ * w >= 0 with scale 2a and bias −a, ternary codes
+ * clamp(round_half_even(w / a), −1, 1) + 1 with scale a and bias −a. */
+static void
+quantize (BnTensor *t, const float *w, int bits)
+{
+  int64_t n = t->shape[0], k = t->shape[1];
+  t->ternary = bits == 2;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t g = 0; g < k / GROUP; g++)
+      {
+        const float *x = w + r * k + g * GROUP;
+        double sum = 0;
+        for (int i = 0; i < GROUP; i++)
+          sum += fabs ((double) x[i]);
+        float a = bn_bf16_to_f32 (bn_f32_to_bf16 ((float) (sum / GROUP)));
+        for (int i = 0; i < GROUP; i++)
+          {
+            unsigned code;
+            if (bits == 1)
+              code = x[i] >= 0;
+            else
+              {
+                /* rintf rounds half to even in the default rounding mode. */
+                float q = a > 0 ? rintf (x[i] / a) : 0;
+                code = (unsigned) (CLAMP (q, -1.0f, 1.0f) + 1);
+              }
+            bn_packed_set_code (t, r, g * GROUP + i, code);
+          }
+        bn_packed_set_group (t, r, g, bits == 1 ? 2 * a : a, -a);
+      }
+}
+
+/* A trained linear `prefix` [n, k]: packed by `quantize`, or (o->dense)
+ * its float weights as bf16 without quantization. */
+static gboolean
+add_trained_linear (Out *o, const char *prefix, int64_t n, int64_t k,
+                    GError **error)
+{
+  g_autofree char *name = g_strconcat (prefix, ".weight", NULL);
+  const int64_t shape[2] = { n, k };
+  if (o->dense)
+    return add_dense (o, name, 2, shape, 0, 0, error);
+  g_autofree float *w = src_f32 (o, name, 2, shape, error);
+  if (!w)
+    return FALSE;
+  BnTensor *t = new_packed (o, o->bits == 1 ? BN_DTYPE_Q1 : BN_DTYPE_Q2, n, k,
+                            GROUP, error);
+  if (!t)
+    return FALSE;
+  quantize (t, w, o->bits);
+  return emit_packed (o, prefix, t, error);
+}
+
 static gboolean
 add_packed (Out *o, const char *prefix, int64_t n, int64_t k, int bits,
             GError **error)
 {
+  if (o->src)
+    return add_trained_linear (o, prefix, n, k, error);
   BnTensor *t = new_packed (o, bits == 1 ? BN_DTYPE_Q1 : BN_DTYPE_Q2, n, k, GROUP, error);
   if (!t)
     return FALSE;
@@ -602,13 +721,16 @@ write_text_encoder (const char *dir, const BnSynthSpec *spec, gboolean mlx,
 
 /* ---- files ----------------------------------------------------------------- */
 
+/* `packed`: the block linears are packed in groups of GROUP (dense bf16
+ * ones take any width). */
 static gboolean
-spec_valid (const BnSynthSpec *spec, GError **error)
+spec_valid (const BnSynthSpec *spec, gboolean packed, GError **error)
 {
   const BnFlux2Config *c = &spec->dit;
-  gboolean ok = (spec->bits == 1 || spec->bits == 2)
-    && c->dim == c->n_heads * c->head_dim && c->dim % GROUP == 0
-    && c->mlp_hidden % GROUP == 0 && c->in_channels == 4 * spec->vae_latent_channels
+  gboolean ok = (spec->bits == 1 || spec->bits == 2 || !packed)
+    && c->dim == c->n_heads * c->head_dim
+    && (!packed || (c->dim % GROUP == 0 && c->mlp_hidden % GROUP == 0))
+    && c->in_channels == 4 * spec->vae_latent_channels
     && c->out_channels == c->in_channels
     && spec->vae_levels >= 1 && spec->vae_levels <= BN_SYNTH_MAX_LEVELS
     && spec->vae_layers_per_block >= 1 && spec->vae_groups >= 1;
@@ -616,7 +738,7 @@ spec_valid (const BnSynthSpec *spec, GError **error)
     ok = spec->vae_channels[i] > 0 && spec->vae_channels[i] % spec->vae_groups == 0;
   if (!ok)
     g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
-                 "synthetic model: inconsistent shapes (packed widths must be "
+                 "release layout: inconsistent shapes (packed widths must be "
                  "multiples of %d, in_channels 4 × latent channels, VAE "
                  "channels multiples of the groups)", GROUP);
   return ok;
@@ -639,16 +761,39 @@ marker_text (const BnSynthSpec *spec, guint64 seed)
 
 /* The transformer's folder: the weights, config.json and, for the MLX
  * pack, quantization_config.json listing what was packed. */
+/* Every tensor of `o->src` was read, but for those in `ignored`. */
+static gboolean
+all_taken (const Out *o, const char *const *ignored, GError **error)
+{
+  for (guint i = 0; o->src && i < bn_safetensors_n_tensors (o->src); i++)
+    {
+      const char *name = bn_safetensors_nth (o->src, i)->name;
+      if (g_hash_table_contains (o->taken, name)
+          || (ignored && g_strv_contains (ignored, name)))
+        continue;
+      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_FORMAT,
+                   "%s: %s is not a tensor of this model's layout",
+                   bn_safetensors_path (o->src), name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* `src`: the trained weights (NULL: random ones from `seed`). */
 static gboolean
 write_transformer (const char *dir, const BnSynthSpec *spec,
-                   BnSynthLayout layout, guint64 seed, GError **error)
+                   BnSynthLayout layout, guint64 seed,
+                   const BnSafetensors *src, GError **error)
 {
   gboolean dense = layout == BN_SYNTH_LAYOUT_UNPACKED;
   g_autofree char *path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
   g_autofree char *config = bn_synth_transformer_config (spec, layout);
   Out o;
   out_init (&o, seed, dense);
+  o.src = src;
+  o.bits = spec->bits;
   gboolean ok = bn_synth_make_dir (dir, error) && add_transformer (&o, spec, error)
+                && all_taken (&o, NULL, error)
                 && bn_st_writer_write (o.w, path, error)
                 && bn_synth_write_text (dir, "config.json", config, -1, error);
   if (ok && !dense)
@@ -662,13 +807,17 @@ write_transformer (const char *dir, const BnSynthSpec *spec,
 
 static gboolean
 write_vae (const char *dir, const BnSynthSpec *spec, guint64 seed,
-           GError **error)
+           const BnSafetensors *src, GError **error)
 {
+  /* torch's BatchNorm counter: no loader reads it. */
+  static const char *const ignored[] = { "bn.num_batches_tracked", NULL };
   g_autofree char *path = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
   g_autofree char *config = bn_synth_vae_config (spec);
   Out o;
   out_init (&o, seed, FALSE);
+  o.src = src;
   gboolean ok = bn_synth_make_dir (dir, error) && add_vae (&o, spec, error)
+                && all_taken (&o, ignored, error)
                 && bn_st_writer_write (o.w, path, error)
                 && bn_synth_write_text (dir, "config.json", config, -1, error);
   out_clear (&o);
@@ -679,7 +828,7 @@ gboolean
 bn_synthetic_model_write (const char *dir, const BnSynthSpec *spec,
                           guint64 seed, GError **error)
 {
-  if (!spec_valid (spec, error))
+  if (!spec_valid (spec, TRUE, error))
     return FALSE;
   g_autofree char *tdir = g_build_filename (dir, "transformer-packed-mflux", NULL);
   g_autofree char *vdir = g_build_filename (dir, "vae", NULL);
@@ -687,22 +836,23 @@ bn_synthetic_model_write (const char *dir, const BnSynthSpec *spec,
   g_autofree char *mark = marker_text (spec, seed);
   /* An old marker must not vouch for files being replaced. */
   g_unlink (marker);
-  return write_transformer (tdir, spec, BN_SYNTH_LAYOUT_MLX, seed, error)
-         && write_vae (vdir, spec, seed, error)
+  return write_transformer (tdir, spec, BN_SYNTH_LAYOUT_MLX, seed, NULL, error)
+         && write_vae (vdir, spec, seed, NULL, error)
          && bn_synth_write_text (dir, "synthetic.json", mark, -1, error);
 }
 
 /* What the text encoder needs beyond spec_valid: klein's three output
  * layers, features as wide as the transformer's context, MLX groups. */
 static gboolean
-text_spec_valid (const BnSynthSpec *spec, GError **error)
+text_spec_valid (const BnSynthSpec *spec, BnSynthLayout layout, GError **error)
 {
+  /* Only the MLX pack has groups; the unpacked encoder is dense. */
+  int g = layout == BN_SYNTH_LAYOUT_MLX ? spec->te_group : 1;
   gboolean ok = spec->te_layers >= 27 && spec->dit.context_dim == 3 * spec->te_hidden
-    && (spec->te_group == 32 || spec->te_group == 64 || spec->te_group == 128)
-    && spec->te_hidden % spec->te_group == 0
-    && spec->te_intermediate % spec->te_group == 0
+    && (g == 1 || g == 32 || g == 64 || g == 128)
+    && spec->te_hidden % g == 0 && spec->te_intermediate % g == 0
     && spec->te_kv_heads >= 1 && spec->te_heads % spec->te_kv_heads == 0
-    && spec->te_head_dim % 2 == 0 && (spec->te_heads * spec->te_head_dim) % spec->te_group == 0
+    && spec->te_head_dim % 2 == 0 && (spec->te_heads * spec->te_head_dim) % g == 0
     && spec->te_vocab >= 1;
   if (!ok)
     g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
@@ -718,7 +868,7 @@ bn_synthetic_release_write (const char *dir, const BnSynthSpec *spec,
                             BnSynthLayout layout, const char *tokenizer_json,
                             guint64 seed, GError **error)
 {
-  if (!spec_valid (spec, error) || !text_spec_valid (spec, error))
+  if (!spec_valid (spec, TRUE, error) || !text_spec_valid (spec, layout, error))
     return FALSE;
   gboolean mlx = layout == BN_SYNTH_LAYOUT_MLX;
   g_autofree char *tdir = g_build_filename (dir, mlx ? "transformer-packed-mflux"
@@ -727,8 +877,8 @@ bn_synthetic_release_write (const char *dir, const BnSynthSpec *spec,
   g_autofree char *tedir = g_build_filename (dir, mlx ? "text_encoder-mlx-4bit"
                                                       : "text_encoder", NULL);
   return bn_synth_make_dir (dir, error)
-         && write_transformer (tdir, spec, layout, seed, error)
-         && write_vae (vdir, spec, seed, error)
+         && write_transformer (tdir, spec, layout, seed, NULL, error)
+         && write_vae (vdir, spec, seed, NULL, error)
          && write_text_encoder (tedir, spec, mlx, seed, error)
          && bn_synth_write_release_files (dir, spec, layout, tokenizer_json, error);
 }
@@ -742,4 +892,158 @@ bn_synthetic_model_ready (const char *dir, const BnSynthSpec *spec, guint64 seed
     return FALSE;
   g_autofree char *want = marker_text (spec, seed);
   return strcmp (have, want) == 0;
+}
+
+/* ---- releases of trained weights ---------------------------------------------- */
+
+/* Copies the files of folder `from` into `to` (created), byte for byte,
+ * each through a temporary name so that none is ever seen half-written.
+ * Subfolders are copied too. */
+static gboolean
+copy_dir (const char *from, const char *to, GError **error)
+{
+  GError *local = NULL;
+  GDir *d = g_dir_open (from, 0, &local);
+  if (!d)
+    {
+      g_set_error (error, BONSAI_ERROR,
+                   g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT)
+                     ? BONSAI_ERROR_NOT_FOUND : BONSAI_ERROR_IO,
+                   "%s", local->message);
+      g_error_free (local);
+      return FALSE;
+    }
+  gboolean ok = bn_synth_make_dir (to, error);
+  const char *name;
+  while (ok && (name = g_dir_read_name (d)))
+    {
+      g_autofree char *src = g_build_filename (from, name, NULL);
+      g_autofree char *dst = g_build_filename (to, name, NULL);
+      if (g_file_test (src, G_FILE_TEST_IS_DIR))
+        {
+          ok = copy_dir (src, dst, error);
+          continue;
+        }
+      g_autofree char *tmp = g_strconcat (dst, ".tmp-copy", NULL);
+      g_autoptr (GFile) fs = g_file_new_for_path (src);
+      g_autoptr (GFile) ft = g_file_new_for_path (tmp);
+      if (!g_file_copy (fs, ft, G_FILE_COPY_OVERWRITE, NULL, NULL, NULL, &local)
+          || g_rename (tmp, dst) != 0)
+        {
+          g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_IO, "cannot copy %s to %s: %s",
+                       src, dst, local ? local->message : g_strerror (errno));
+          g_clear_error (&local);
+          g_unlink (tmp);
+          ok = FALSE;
+        }
+    }
+  g_dir_close (d);
+  return ok;
+}
+
+/* A config file's text; NULL with NOT_FOUND / IO naming it. */
+static char *
+read_text (const char *dir, const char *name, GError **error)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  char *text = NULL;
+  GError *local = NULL;
+  if (!g_file_get_contents (path, &text, NULL, &local))
+    {
+      g_set_error (error, BONSAI_ERROR,
+                   g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT)
+                     ? BONSAI_ERROR_NOT_FOUND : BONSAI_ERROR_IO,
+                   "%s", local->message);
+      g_error_free (local);
+    }
+  return text;
+}
+
+/* The spec of a checkpoint from its diffusers configs; what the release's
+ * config files cannot express (they are written from the spec) is refused
+ * rather than changed. */
+static gboolean
+checkpoint_spec (const char *ckpt, int bits, BnSynthSpec *spec, GError **error)
+{
+  memset (spec, 0, sizeof *spec);
+  spec->bits = bits;
+  g_autofree char *tpath = g_build_filename (ckpt, "transformer_config.json", NULL);
+  g_autofree char *vpath = g_build_filename (ckpt, "vae_config.json", NULL);
+  g_autofree char *tjson = read_text (ckpt, "transformer_config.json", error);
+  g_autofree char *vjson = tjson ? read_text (ckpt, "vae_config.json", error) : NULL;
+  BnVaeConfig v;
+  bn_vae_config_default (&v);
+  if (!vjson || !bn_flux2_config_parse (tjson, -1, tpath, &spec->dit, error)
+      || !bn_vae_config_parse (vjson, vpath, &v, error))
+    return FALSE;
+  if (spec->dit.out_channels != spec->dit.in_channels || v.in_channels != 3
+      || v.out_channels != 3 || !v.mid_block_add_attention || !v.use_quant_conv
+      || !v.use_post_quant_conv || v.patch_size[0] != 2 || v.patch_size[1] != 2
+      || v.n_levels > BN_SYNTH_MAX_LEVELS || v.batch_norm_eps != 1e-4)
+    {
+      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
+                   "%s: the release layout needs out_channels = in_channels, "
+                   "and %s: 3 image channels, the mid-block attention, both "
+                   "quant convolutions, 2×2 patches, batch_norm_eps 1e-4 and "
+                   "at most %d levels", tpath, vpath, BN_SYNTH_MAX_LEVELS);
+      return FALSE;
+    }
+  spec->vae_levels = v.n_levels;
+  memcpy (spec->vae_channels, v.block_out_channels, sizeof (int) * v.n_levels);
+  spec->vae_layers_per_block = v.layers_per_block;
+  spec->vae_latent_channels = v.latent_channels;
+  spec->vae_groups = v.norm_num_groups;
+  return spec_valid (spec, bits != 16, error);
+}
+
+gboolean
+bn_release_export (const char *ckpt, const char *text_release, int bits,
+                   const char *dir, GError **error)
+{
+  if (bits != 1 && bits != 2 && bits != 16)
+    {
+      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
+                   "bits must be 1, 2 or 16, not %d", bits);
+      return FALSE;
+    }
+  BnSynthSpec spec;
+  if (!checkpoint_spec (ckpt, bits, &spec, error))
+    return FALSE;
+  /* The text encoder folder as the given release names it decides the
+   * layout of the top-level files; the transformer's follows `bits`. */
+  g_autofree char *te_mlx = g_build_filename (text_release, "text_encoder-mlx-4bit", NULL);
+  g_autofree char *te_unp = g_build_filename (text_release, "text_encoder", NULL);
+  gboolean mlx_te = g_file_test (te_mlx, G_FILE_TEST_IS_DIR);
+  if (!mlx_te && !g_file_test (te_unp, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND,
+                   "%s has neither text_encoder-mlx-4bit/ nor text_encoder/",
+                   text_release);
+      return FALSE;
+    }
+  BnSynthLayout t_layout = bits == 16 ? BN_SYNTH_LAYOUT_UNPACKED : BN_SYNTH_LAYOUT_MLX;
+  BnSynthLayout top = mlx_te ? BN_SYNTH_LAYOUT_MLX : BN_SYNTH_LAYOUT_UNPACKED;
+  const char *te_name = mlx_te ? "text_encoder-mlx-4bit" : "text_encoder";
+  g_autofree char *tw = g_build_filename (ckpt, "transformer.safetensors", NULL);
+  g_autofree char *vw = g_build_filename (ckpt, "vae.safetensors", NULL);
+  g_autofree char *tdir = g_build_filename (dir, bits == 16 ? "transformer"
+                                                            : "transformer-packed-mflux", NULL);
+  g_autofree char *vdir = g_build_filename (dir, "vae", NULL);
+  g_autofree char *te_to = g_build_filename (dir, te_name, NULL);
+  g_autofree char *tok_from = g_build_filename (text_release, "tokenizer", NULL);
+  g_autofree char *tok_to = g_build_filename (dir, "tokenizer", NULL);
+  g_autofree char *sch_from = g_build_filename (text_release, "scheduler", NULL);
+  g_autofree char *sch_to = g_build_filename (dir, "scheduler", NULL);
+  BnSafetensors *ts = bn_safetensors_open (tw, error);
+  BnSafetensors *vs = ts ? bn_safetensors_open (vw, error) : NULL;
+  gboolean ok = vs && bn_synth_make_dir (dir, error)
+    && write_transformer (tdir, &spec, t_layout, 0, ts, error)
+    && write_vae (vdir, &spec, 0, vs, error)
+    && copy_dir (mlx_te ? te_mlx : te_unp, te_to, error)
+    && copy_dir (tok_from, tok_to, error)
+    && copy_dir (sch_from, sch_to, error)
+    && bn_synth_write_release_notes (dir, bits, top, TRUE, error);
+  bn_safetensors_free (ts);
+  bn_safetensors_free (vs);
+  return ok;
 }

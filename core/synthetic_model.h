@@ -26,6 +26,19 @@
  *             (bf16 in two shards behind an index)
  * and in both: vae/, tokenizer/, scheduler/, model_index.json,
  * manifest.json, README.md, LICENSE (and NOTICE.md for MLX).
+ *
+ * bn_release_export writes a release folder from trained float weights by
+ * the same code, so a trained model's files are laid out, named and packed
+ * exactly like a synthetic one's.  The packs follow one rule, which the
+ * quantization-aware training (data/train/) uses too: for each weight row
+ * and each group of 128 consecutive inputs, a = mean |w| over the group
+ * (summed in double, then to f32), rounded to bf16 (nearest, ties to even).
+ *   binary   w_q = a·(w >= 0 ? +1 : −1);  MLX 1-bit: code = (w >= 0),
+ *            scale = 2a, bias = −a
+ *   ternary  q = clamp(round_half_even(w / a), −1, 1) (a = 0: q = 0, w / a
+ *            in f32), w_q = a·q;  MLX 2-bit: code = q + 1, scale = a,
+ *            bias = −a
+ * Every other tensor is stored as bf16 (nearest, ties to even).
  */
 #ifndef BN_SYNTHETIC_MODEL_H
 #define BN_SYNTHETIC_MODEL_H
@@ -85,6 +98,21 @@ gboolean bn_synthetic_release_write (const char *dir, const BnSynthSpec *spec,
                                      BnSynthLayout layout,
                                      const char *tokenizer_json, guint64 seed,
                                      GError **error);
+
+/* Writes the release folder `dir` of a trained checkpoint folder `ckpt`:
+ * transformer.safetensors + transformer_config.json and vae.safetensors +
+ * vae_config.json (float tensors in diffusers names; the VAE's
+ * bn.num_batches_tracked is ignored, any other tensor the layout lacks is
+ * an error).  `bits` 1 or 2: transformer-packed-mflux/ with every block
+ * linear packed by the rule above; 16: transformer/ dense bf16, the float
+ * weights unquantized.  VAE as bf16 in vae/.  text_encoder-mlx-4bit/ (or
+ * text_encoder/), tokenizer/ and scheduler/ are copied byte for byte from
+ * the release folder `text_release`; the top-level files are written as
+ * for its layout.  FALSE with NOT_FOUND, FORMAT (naming the file and
+ * tensor; non-finite values too), INVALID_INPUT (shapes the layout cannot
+ * hold: packed widths must be multiples of 128) or IO. */
+gboolean bn_release_export (const char *ckpt, const char *text_release,
+                            int bits, const char *dir, GError **error);
 
 /* Whether `dir` holds a complete model written for `spec` and `seed`. */
 gboolean bn_synthetic_model_ready (const char *dir, const BnSynthSpec *spec,

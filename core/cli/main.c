@@ -22,6 +22,7 @@ static const struct {
   { "encode-prompt", bn_cmd_encode_prompt, "-m DIR (TEXT | --prompts FILE) -o FILE  text features" },
   { "check-refs", bn_cmd_check_refs, "DIR  compare the engine with reference vectors" },
   { "synthetic", bn_cmd_synthetic, "DIR  write a random-weight model in a release layout" },
+  { "export-release", bn_cmd_export_release, "--text-encoder DIR --bits 1|2|16 CHECKPOINT DIR  release of trained weights" },
 };
 
 int
