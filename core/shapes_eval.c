@@ -437,8 +437,9 @@ bn_shapes_scene_describe (const BnShapesWorld *world, const BnShapesScene *scene
 {
   if (!scene->n_objects)
     return g_strdup ("nothing");
+  enum { SHOWN = 12 };  /* a noise picture has hundreds of regions */
   GString *s = g_string_new (NULL);
-  for (int i = 0; i < scene->n_objects; i++)
+  for (int i = 0; i < MIN (scene->n_objects, SHOWN); i++)
     {
       const BnShapesObject *o = &scene->objects[i];
       if (i)
@@ -449,5 +450,7 @@ bn_shapes_scene_describe (const BnShapesWorld *world, const BnShapesScene *scene
                               world->colour_names[o->colour], bn_shape_name (o->shape),
                               o->count > 1 ? "s" : "", o->x, o->y);
     }
+  if (scene->n_objects > SHOWN)
+    g_string_append_printf (s, " and %d regions more", scene->n_objects - SHOWN);
   return g_string_free (s, FALSE);
 }

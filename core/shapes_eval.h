@@ -112,8 +112,9 @@ void bn_shapes_scene_free (BnShapesScene *scene);
  * relation held by every pair of the two groups' centroids. */
 gboolean bn_shapes_score (const BnShapesPrompt *prompt,
                           const BnShapesScene *scene);
-/* What was found, for messages: "2 red circle, 1 blue square (2 merged)"
- * with centroids; "nothing" for an empty scene.  The caller frees it. */
+/* What was found, for messages: "red circle at (40, 60), 2 merged blue
+ * squares at (90, 30)", the first 12 regions and how many more; "nothing"
+ * for an empty scene.  The caller frees it. */
 char *bn_shapes_scene_describe (const BnShapesWorld *world,
                                 const BnShapesScene *scene);
 

@@ -16,6 +16,7 @@ int bn_cmd_generate (int argc, char **argv);
 int bn_cmd_edit (int argc, char **argv);
 int bn_cmd_models (int argc, char **argv);
 int bn_cmd_download (int argc, char **argv);
+int bn_cmd_eval (int argc, char **argv);
 
 /* `bench` sub-commands other than kernels, each in its own file. */
 int bn_bench_text_encoder (int argc, char **argv);

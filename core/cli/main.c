@@ -21,6 +21,7 @@ static const struct {
   { "tokenize", bn_cmd_tokenize, "TEXT  print the Qwen3 token ids of TEXT" },
   { "encode-prompt", bn_cmd_encode_prompt, "-m DIR (TEXT | --prompts FILE) -o FILE  text features" },
   { "check-refs", bn_cmd_check_refs, "DIR  compare the engine with reference vectors" },
+  { "eval", bn_cmd_eval, "shapes [-m MODEL ...] [--seeds N]  score models on the Bonsai Shapes mini-GenEval" },
   { "synthetic", bn_cmd_synthetic, "DIR  write a random-weight model in a release layout" },
   { "export-release", bn_cmd_export_release, "--text-encoder DIR --bits 1|2|16 CHECKPOINT DIR  release of trained weights" },
 };
