@@ -688,6 +688,29 @@ write_tokenizer_files (const char *dir, const TokJson *t, const TokFiles *f,
              || bn_synth_write_text (dir, "chat_template.jinja", chat_template, -1, error));
 }
 
+gboolean
+bn_synth_write_tokenizer (const char *dir, const char *tokenizer_json,
+                          GError **error)
+{
+  TokJson t;
+  if (!tok_json_load (&t, tokenizer_json, error))
+    {
+      tok_json_clear (&t);
+      return FALSE;
+    }
+  g_autofree char *tok_dir = g_build_filename (dir, "tokenizer", NULL);
+  g_autofree char *te_dir = g_build_filename (dir, "text_encoder-mlx-4bit", NULL);
+  TokFiles files;
+  tok_files_make (&files, &t);
+  /* Only the MLX text encoder carries its own copy (as the release does). */
+  gboolean ok = write_tokenizer_files (tok_dir, &t, &files, FALSE, error)
+    && (!g_file_test (te_dir, G_FILE_TEST_IS_DIR)
+        || write_tokenizer_files (te_dir, &t, &files, TRUE, error));
+  tok_files_clear (&files);
+  tok_json_clear (&t);
+  return ok;
+}
+
 /* ---- the release -------------------------------------------------------------------- */
 
 gboolean

@@ -1,5 +1,5 @@
 /* synthetic_files.h — the JSON and text files of a synthetic model
- * (internal to synthetic_model.c).
+ * (internal to synthetic_model.c; `add-tokenizer` writes the tokenizer files).
  *
  * Keys and their order follow the released files as far as they are known
  * (research/bonsai_release.md §1; FLUX.2-klein-4B's diffusers configs):
@@ -52,5 +52,13 @@ gboolean bn_synth_write_release_files (const char *dir,
                                        BnSynthLayout layout,
                                        const char *tokenizer_json,
                                        GError **error);
+
+/* The tokenizer files of release folder `dir`: tokenizer/ and, when the
+ * folder has an MLX text encoder, text_encoder-mlx-4bit/'s copy — exactly
+ * what bn_synth_write_release_files writes, derived from `tokenizer_json`
+ * (for release folders kept without them, such as the bundled models).
+ * FALSE with NOT_FOUND, FORMAT or IO. */
+gboolean bn_synth_write_tokenizer (const char *dir, const char *tokenizer_json,
+                                   GError **error);
 
 #endif

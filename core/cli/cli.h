@@ -12,6 +12,7 @@ int bn_cmd_encode_prompt (int argc, char **argv);
 int bn_cmd_check_refs (int argc, char **argv);
 int bn_cmd_synthetic (int argc, char **argv);
 int bn_cmd_export_release (int argc, char **argv);
+int bn_cmd_add_tokenizer (int argc, char **argv);
 int bn_cmd_generate (int argc, char **argv);
 int bn_cmd_edit (int argc, char **argv);
 int bn_cmd_models (int argc, char **argv);

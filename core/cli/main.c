@@ -24,6 +24,7 @@ static const struct {
   { "eval", bn_cmd_eval, "shapes [-m MODEL ...] [--seeds N]  score models on the Bonsai Shapes mini-GenEval" },
   { "synthetic", bn_cmd_synthetic, "DIR  write a random-weight model in a release layout" },
   { "export-release", bn_cmd_export_release, "--text-encoder DIR --bits 1|2|16 CHECKPOINT DIR  release of trained weights" },
+  { "add-tokenizer", bn_cmd_add_tokenizer, "--tokenizer FILE [--from SRC] DIR  add the tokenizer files to a release folder" },
 };
 
 int
