@@ -1,5 +1,6 @@
 /* store.c — the model manifest (data/models.json) and where a model is found:
- * an explicit folder, BONSAI_MODELS, the Hugging Face cache, a download. */
+ * an explicit folder, BONSAI_MODELS, the bundled models, the Hugging Face
+ * cache, a download. */
 #include "store.h"
 
 #include "download.h"
@@ -309,16 +310,17 @@ bn_manifest_load (const char *path, GError **error)
   return g_steal_pointer (&m);
 }
 
-/* Where models.json may be, in the order documented in store.h. */
+/* Where `name` (models.json, models) may be, in the order documented in
+ * store.h; `tree` is the data folder of the tree this was built from. */
 static GPtrArray *
-manifest_candidates (void)
+data_candidates (const char *name, const char *tree)
 {
   GPtrArray *c = g_ptr_array_new_with_free_func (g_free);
   const char *env = g_getenv ("BONSAI_DATA_DIR");
   if (env && *env)
     {
       /* An explicit setting is not second-guessed. */
-      g_ptr_array_add (c, g_build_filename (env, "models.json", NULL));
+      g_ptr_array_add (c, g_build_filename (env, name, NULL));
       return c;
     }
   g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
@@ -326,17 +328,29 @@ manifest_candidates (void)
     {
       g_autofree char *bindir = g_path_get_dirname (exe);
       g_ptr_array_add (c, g_build_filename (bindir, "..", "share", "bonsai-image",
-                                            "models.json", NULL));
+                                            name, NULL));
     }
-  g_ptr_array_add (c, g_build_filename (BN_INSTALL_DATADIR, "models.json", NULL));
-  g_ptr_array_add (c, g_build_filename (BN_SOURCE_DATADIR, "models.json", NULL));
+  g_ptr_array_add (c, g_build_filename (BN_INSTALL_DATADIR, name, NULL));
+  g_ptr_array_add (c, g_build_filename (tree, name, NULL));
   return c;
+}
+
+char *
+bn_store_bundled_dir (void)
+{
+  /* The build tree rather than the source tree: the committed folders lack
+   * their tokenizer files, which the build adds (data/models/meson.build). */
+  g_autoptr (GPtrArray) c = data_candidates ("models", BN_BUILD_DATADIR);
+  for (guint i = 0; i < c->len; i++)
+    if (g_file_test (c->pdata[i], G_FILE_TEST_IS_DIR))
+      return g_strdup (c->pdata[i]);
+  return NULL;
 }
 
 BnManifest *
 bn_manifest_load_default (GError **error)
 {
-  g_autoptr (GPtrArray) c = manifest_candidates ();
+  g_autoptr (GPtrArray) c = data_candidates ("models.json", BN_SOURCE_DATADIR);
   for (guint i = 0; i < c->len; i++)
     if (g_file_test (c->pdata[i], G_FILE_TEST_EXISTS))
       return bn_manifest_load (c->pdata[i], error);
@@ -496,6 +510,38 @@ find_in_models_dirs (const char *const *names)
   return NULL;
 }
 
+/* The first folder named by one of `names` among the bundled models. */
+static char *
+find_bundled (const char *const *names)
+{
+  g_autofree char *dir = bn_store_bundled_dir ();
+  for (const char *const *n = names; dir && *n; n++)
+    {
+      char *p = g_build_filename (dir, *n, NULL);
+      if (g_file_test (p, G_FILE_TEST_IS_DIR))
+        return p;
+      g_free (p);
+    }
+  return NULL;
+}
+
+/* The bundled Bonsai Shapes model in place of a default model that is not
+ * installed, said once per process (a host generating many pictures would
+ * otherwise repeat it for each). */
+static gboolean
+fall_back_to_bundled (char **out_dir)
+{
+  static gint said;
+  const char *names[] = { BN_STORE_BUNDLED_DEFAULT, NULL };
+  if (!(*out_dir = find_bundled (names)))
+    return FALSE;
+  if (g_atomic_int_compare_and_exchange (&said, 0, 1))
+    g_message ("the real model is not installed; using the bundled Bonsai Shapes "
+               "model (128×128 shapes world). `bonsai-image download` fetches "
+               "the real one.");
+  return TRUE;
+}
+
 gboolean
 bn_store_resolve (const char *name_or_path, const BnStoreOptions *opts,
                   char **out_dir, GError **error)
@@ -528,6 +574,8 @@ bn_store_resolve (const char *name_or_path, const BnStoreOptions *opts,
     model = adhoc = bn_store_model_new_repo (name);
   if (!model && !name)
     {
+      if (!opts->download && fall_back_to_bundled (out_dir))
+        return TRUE;
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND,
                    "no default model: %s",
                    manifest_error ? manifest_error->message
@@ -537,15 +585,15 @@ bn_store_resolve (const char *name_or_path, const BnStoreOptions *opts,
 
   const char *base = model ? strchr (model->repo, '/') + 1 : NULL;
   const char *names[] = { model ? model->name : name, base, model ? model->repo : NULL, NULL };
-  if ((*out_dir = find_in_models_dirs (names)))
+  if ((*out_dir = find_in_models_dirs (names)) || (*out_dir = find_bundled (names)))
     return TRUE;
 
   if (!model)
     {
       const char *env = g_getenv ("BONSAI_MODELS");
       g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND,
-                   "model %s: no such folder, nor a model in BONSAI_MODELS (%s), "
-                   "nor a name in the manifest%s%s", name,
+                   "model %s: no such folder, nor a model in BONSAI_MODELS (%s) "
+                   "or among the bundled ones, nor a name in the manifest%s%s", name,
                    env && *env ? env : "unset",
                    manifest_error ? ": " : "",
                    manifest_error ? manifest_error->message : "");
@@ -564,6 +612,10 @@ bn_store_resolve (const char *name_or_path, const BnStoreOptions *opts,
   if (opts->download)
     return bn_download_model (model, hub, opts->progress, opts->user_data,
                               opts->cancel, out_dir, error);
+  /* No model named: a picture from the bundled model rather than an error;
+   * only an explicit download fetches the real one. */
+  if (!name && fall_back_to_bundled (out_dir))
+    return TRUE;
   if (snapshot)
     g_set_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND,
                  "model %s in the Hugging Face cache at %s lacks %s; "
@@ -585,4 +637,20 @@ bonsai_model_download (const char *name, BonsaiDownloadFunc progress,
   BnStoreOptions opts = { .download = TRUE, .progress = progress,
                           .user_data = user_data, .cancel = cancel };
   return bn_store_resolve (name, &opts, out_dir, error);
+}
+
+char *
+bonsai_model_default_name (void)
+{
+  g_autoptr (BnManifest) manifest = bn_manifest_load_default (NULL);
+  const char *def = manifest ? manifest->default_name : NULL;
+  g_autofree char *dir = NULL;
+  BnStoreOptions opts = { .manifest = manifest };
+  if (def && bn_store_resolve (def, &opts, &dir, NULL))
+    return g_strdup (def);
+  const char *names[] = { BN_STORE_BUNDLED_DEFAULT, NULL };
+  g_autofree char *bundled = find_bundled (names);
+  if (bundled)
+    return g_strdup (BN_STORE_BUNDLED_DEFAULT);
+  return g_strdup (def ? def : BN_STORE_BUNDLED_DEFAULT);
 }

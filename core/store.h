@@ -7,12 +7,18 @@
  *   1. the name as a folder (an explicit path always wins);
  *   2. the folders listed in BONSAI_MODELS (':'-separated), each a folder of
  *      model folders named by short name or repository name;
- *   3. the Hugging Face cache as huggingface_hub lays it out — HF_HUB_CACHE,
+ *   3. the bundled models (bn_store_bundled_dir: Bonsai Shapes as `shapes`,
+ *      `shapes-binary`, `shapes-bf16`), ordinary release folders;
+ *   4. the Hugging Face cache as huggingface_hub lays it out — HF_HUB_CACHE,
  *      else HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
  *      ~/.cache/huggingface/hub; models--ORG--NAME/snapshots/REV/ with
  *      refs/main naming REV and files symlinked into blobs/ — so a model the
  *      Hugging Face tools fetched is reused as it is;
- *   4. a download into that cache (download.h), only when the caller allows.
+ *   5. a download into that cache (download.h), only when the caller allows.
+ * With no name (NULL or ""), the manifest's default model is looked for in
+ * 2-4; when it is not there and no download was asked for, the bundled
+ * BN_STORE_BUNDLED_DEFAULT is used instead, said once per process (a
+ * g_message), so that a fresh machine still draws a real picture offline.
  *
  * Checksums are remembered in a sidecar (.bonsai-verified.json in the model
  * folder, or in models--ORG--NAME/ for the cache) keyed by each file's real
@@ -55,6 +61,15 @@ BnManifest *bn_manifest_load (const char *path, GError **error);
  * programs and tests run from a build tree find it). */
 BnManifest *bn_manifest_load_default (GError **error);
 void bn_manifest_free (BnManifest *manifest);
+
+/* The bundled model a missing default falls back to. */
+#define BN_STORE_BUNDLED_DEFAULT "shapes"
+/* The folder of bundled models: models/ in $BONSAI_DATA_DIR, else beside
+ * the running program (../share/bonsai-image/models), else in the install
+ * prefix's data folder, else in the build tree this was built from (where
+ * data/models/meson.build assembles them): the first that exists, or NULL.
+ * Caller owns it. */
+char *bn_store_bundled_dir (void);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BnManifest, bn_manifest_free)
 
 /* The entry named `name` (short name, ORG/NAME, or NAME alone), the default
@@ -114,7 +129,7 @@ typedef struct {
   char *name;        /* short name, repository, or folder name */
   char *repo;        /* ORG/NAME when known, else NULL */
   char *dir;         /* the model folder (a snapshot for the cache) */
-  char *where;       /* "BONSAI_MODELS" or "Hugging Face cache" */
+  char *where;       /* "BONSAI_MODELS", "bundled" or "Hugging Face cache" */
   char *layout;      /* "mlx", "unpacked", "gemlite" or NULL */
   gint64 size;       /* bytes of its files, each file once */
   guint n_files;     /* regular files found */
@@ -137,8 +152,9 @@ gboolean bn_store_verify (const char *dir, const BnStoreModel *model,
                           BnStoreEntry *entry, GError **error);
 
 /* Every installed model: the model folders in BONSAI_MODELS (folders with
- * model_index.json or a transformer folder) and the manifest's repositories
- * in the Hugging Face cache, checked with bn_store_verify.  Returns an array
+ * model_index.json or a transformer folder), the bundled ones and the
+ * manifest's repositories in the Hugging Face cache, checked with
+ * bn_store_verify.  Returns an array
  * of BnStoreEntry the caller owns (it frees its entries). */
 GPtrArray *bn_store_list (const BnManifest *manifest, gboolean hash,
                           const gint *cancel, GError **error);

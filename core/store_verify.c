@@ -411,12 +411,11 @@ add_entry (GPtrArray *out, const char *name, const BnStoreModel *model,
   return bn_store_verify (dir, model, hash, cancel, e, error);
 }
 
+/* The model folders in each of `dirs`, listed as found in `where`. */
 static gboolean
-list_models_dirs (const BnManifest *manifest, gboolean hash, const gint *cancel,
-                  GPtrArray *out, GError **error)
+list_models_dirs (const BnManifest *manifest, char **dirs, const char *where,
+                  gboolean hash, const gint *cancel, GPtrArray *out, GError **error)
 {
-  const char *env = g_getenv ("BONSAI_MODELS");
-  g_auto (GStrv) dirs = g_strsplit (env ? env : "", G_SEARCHPATH_SEPARATOR_S, -1);
   for (char **d = dirs; *d; d++)
     {
       g_autoptr (GDir) gd = **d ? g_dir_open (*d, 0, NULL) : NULL;
@@ -436,7 +435,7 @@ list_models_dirs (const BnManifest *manifest, gboolean hash, const gint *cancel,
           if (name[0] == '.' || (!layout && !g_file_test (index, G_FILE_TEST_IS_REGULAR)))
             continue;
           const BnStoreModel *m = manifest ? bn_manifest_lookup (manifest, name) : NULL;
-          if (!add_entry (out, m ? m->name : name, m, dir, "BONSAI_MODELS", hash,
+          if (!add_entry (out, m ? m->name : name, m, dir, where, hash,
                           cancel, error))
             return FALSE;
         }
@@ -450,7 +449,14 @@ bn_store_list (const BnManifest *manifest, gboolean hash, const gint *cancel,
 {
   g_autoptr (GPtrArray) out =
     g_ptr_array_new_with_free_func ((GDestroyNotify) bn_store_entry_free);
-  if (!list_models_dirs (manifest, hash, cancel, out, error))
+  const char *env = g_getenv ("BONSAI_MODELS");
+  g_auto (GStrv) dirs = g_strsplit (env ? env : "", G_SEARCHPATH_SEPARATOR_S, -1);
+  char *bundled[] = { bn_store_bundled_dir (), NULL };
+  gboolean ok = list_models_dirs (manifest, dirs, "BONSAI_MODELS", hash, cancel, out, error)
+    && (!bundled[0]
+        || list_models_dirs (manifest, bundled, "bundled", hash, cancel, out, error));
+  g_free (bundled[0]);
+  if (!ok)
     return NULL;
   g_autofree char *hub = bn_store_hub_dir ();
   for (guint i = 0; manifest && i < manifest->models->len; i++)

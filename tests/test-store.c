@@ -1,7 +1,10 @@
 /* test-store.c — the model manifest (data/models.json and damaged ones), the
  * Hugging Face cache location, resolution order (explicit folder, then
- * BONSAI_MODELS, then the cache, reused as the Hugging Face tools lay it
- * out, with no network), errors, and verification with its sidecar. */
+ * BONSAI_MODELS, then the bundled models, then the cache, reused as the
+ * Hugging Face tools lay it out, with no network), the bundled fallback for
+ * a default model that is not installed, errors, and verification with its
+ * sidecar.  The tests' BONSAI_DATA_DIR holds the source's models.json and
+ * bundled models of their own, so the build's bundled models do not count. */
 #include "release-fixture.h"
 #include "store.h"
 
@@ -29,6 +32,28 @@ fresh_dir (const char *name)
   char *dir = g_build_filename (fixture_tmp, name, NULL);
   g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
   return dir;
+}
+
+/* BONSAI_DATA_DIR of the tests: models.json copied from the source, and a
+ * models/ folder of bundled models the tests make. */
+static char *data_dir;
+
+static void
+make_data_dir (void)
+{
+  data_dir = g_build_filename (fixture_tmp, "data", NULL);
+  g_autofree char *bundled = g_build_filename (data_dir, "models", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (bundled, 0755), ==, 0);
+  g_autofree char *text = NULL;
+  gsize len;
+  /* g_test_get_filename works only inside a test case; meson sets this. */
+  const char *srcdir = g_getenv ("G_TEST_SRCDIR");
+  g_assert_nonnull (srcdir);
+  g_autofree char *source = g_build_filename (srcdir, "..", "data", "models.json", NULL);
+  g_assert_true (g_file_get_contents (source, &text, &len, NULL));
+  g_autofree char *path = g_build_filename (data_dir, "models.json", NULL);
+  g_assert_true (g_file_set_contents (path, text, (gssize) len, NULL));
+  g_setenv ("BONSAI_DATA_DIR", data_dir, TRUE);
 }
 
 static BnManifest *
@@ -131,7 +156,7 @@ test_manifest_location (void)
   g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND);
   g_assert_nonnull (strstr (error->message, none));
   g_clear_error (&error);
-  g_unsetenv ("BONSAI_DATA_DIR");
+  g_setenv ("BONSAI_DATA_DIR", data_dir, TRUE);
 }
 
 static void
@@ -596,12 +621,148 @@ test_open_by_name (void)
   g_unsetenv ("HF_ENDPOINT");
 }
 
+/* ---- bundled models ---------------------------------------------------------------- */
+
+static int n_fallback_messages;
+
+static void
+count_fallback (const char *domain, GLogLevelFlags level, const char *message,
+                gpointer data)
+{
+  if (strstr (message, "bundled Bonsai Shapes model"))
+    n_fallback_messages++;
+}
+
+/* The bundled folder is models/ beside models.json; a bundled model is
+ * found by name after BONSAI_MODELS, listed as "bundled", and stands in for
+ * the default model when that is not installed (said once), but never for a
+ * named model nor when a download was asked for. */
+static void
+test_bundled (void)
+{
+  g_autofree char *tok = fixture_tokenizer ();
+  if (!tok)
+    return;
+  g_autofree char *bundled = g_build_filename (data_dir, "models", NULL);
+  g_autofree char *found = bn_store_bundled_dir ();
+  g_assert_cmpstr (found, ==, bundled);
+  g_autofree char *shapes = g_build_filename (bundled, "shapes", NULL);
+  BnSynthSpec spec;
+  bn_synth_spec_tiny (&spec, 2);
+  GError *error = NULL;
+  g_assert_true (bn_synthetic_release_write (shapes, &spec, BN_SYNTH_LAYOUT_MLX, tok, 7, &error));
+  g_assert_no_error (error);
+  g_autofree char *models = fresh_dir ("bundled-models");
+  g_autofree char *hub = fresh_dir ("bundled-hub");
+  g_setenv ("BONSAI_MODELS", models, TRUE);
+  g_setenv ("HF_HUB_CACHE", hub, TRUE);
+  g_setenv ("HF_ENDPOINT", "http://127.0.0.1:9", TRUE);
+  guint handler = g_log_set_handler ("bonsai", G_LOG_LEVEL_MESSAGE, count_fallback, NULL);
+  g_autoptr (BnManifest) m = default_manifest ();
+  g_autofree char *dir = NULL;
+
+  /* By name; BONSAI_MODELS comes first. */
+  g_assert_true (resolve (m, "shapes", FALSE, &dir, &error));
+  g_assert_cmpstr (dir, ==, shapes);
+  g_clear_pointer (&dir, g_free);
+  g_autofree char *mine = g_build_filename (models, "shapes", NULL);
+  g_mkdir_with_parents (mine, 0755);
+  g_assert_true (resolve (m, "shapes", FALSE, &dir, &error));
+  g_assert_cmpstr (dir, ==, mine);
+  g_clear_pointer (&dir, g_free);
+  g_assert_cmpint (g_rmdir (mine), ==, 0);
+
+  /* Listed, and opened through the ordinary path. */
+  g_autoptr (GPtrArray) list = bn_store_list (m, FALSE, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (list->len, ==, 1);
+  const BnStoreEntry *e = list->pdata[0];
+  g_assert_cmpstr (e->name, ==, "shapes");
+  g_assert_cmpstr (e->where, ==, "bundled");
+  g_assert_cmpstr (e->dir, ==, shapes);
+  g_assert_cmpstr (e->layout, ==, "mlx");
+
+  /* No name: the default is not installed, so the bundled model, said once. */
+  g_assert_cmpint (n_fallback_messages, ==, 0);
+  g_assert_true (resolve (m, NULL, FALSE, &dir, &error));
+  g_assert_cmpstr (dir, ==, shapes);
+  g_clear_pointer (&dir, g_free);
+  g_assert_true (resolve (m, "", FALSE, &dir, &error));
+  g_assert_cmpstr (dir, ==, shapes);
+  g_clear_pointer (&dir, g_free);
+  BonsaiModel *model = bonsai_model_open (NULL, &error);
+  g_assert_no_error (error);
+  bonsai_model_unref (model);
+  g_assert_cmpint (n_fallback_messages, ==, 1);
+  g_autofree char *def = bonsai_model_default_name ();
+  g_assert_cmpstr (def, ==, "shapes");
+
+  /* Never in place of a model that is named, nor of a download. */
+  g_assert_false (resolve (m, "ternary", FALSE, &dir, &error));
+  g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+  g_setenv ("HF_HUB_OFFLINE", "1", TRUE);
+  g_assert_false (resolve (m, NULL, TRUE, &dir, &error));
+  g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND);
+  g_assert_null (strstr (error->message, "shapes"));
+  g_clear_error (&error);
+  g_unsetenv ("HF_HUB_OFFLINE");
+
+  /* The real default, once installed, comes first. */
+  g_autofree char *snap = fake_cache (hub, bn_manifest_lookup (m, "ternary"), TERNARY_COMMIT,
+                                      FALSE, NULL);
+  g_assert_true (resolve (m, NULL, FALSE, &dir, &error));
+  g_assert_cmpstr (dir, ==, snap);
+  g_clear_pointer (&dir, g_free);
+  g_autofree char *def2 = bonsai_model_default_name ();
+  g_assert_cmpstr (def2, ==, "ternary");
+  g_autofree char *cache_dir = bn_store_repo_dir (hub, TERNARY_REPO);
+  fixture_rm_tree (cache_dir);
+
+  /* Without bundled models the missing default is an error again. */
+  fixture_rm_tree (shapes);
+  g_assert_false (resolve (m, NULL, FALSE, &dir, &error));
+  g_assert_error (error, BONSAI_ERROR, BONSAI_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (error->message, "bonsai-image download ternary"));
+  g_clear_error (&error);
+  g_autofree char *def3 = bonsai_model_default_name ();
+  g_assert_cmpstr (def3, ==, "ternary");
+  g_assert_cmpint (n_fallback_messages, ==, 1);
+
+  g_log_remove_handler ("bonsai", handler);
+  g_unsetenv ("BONSAI_MODELS");
+  g_unsetenv ("HF_ENDPOINT");
+}
+
+/* Without BONSAI_DATA_DIR, the build tree's bundled models are found (when
+ * the build assembled them: it needs the npm tokenizer). */
+static void
+test_bundled_build_tree (void)
+{
+  g_unsetenv ("BONSAI_DATA_DIR");
+  g_autofree char *dir = bn_store_bundled_dir ();
+  g_setenv ("BONSAI_DATA_DIR", data_dir, TRUE);
+  if (!dir)
+    {
+      g_test_skip ("the build made no bundled models (no tokenizer.json)");
+      return;
+    }
+  g_autofree char *index = g_build_filename (dir, "shapes", "model_index.json", NULL);
+  g_autofree char *tok = g_build_filename (dir, "shapes", "tokenizer", "tokenizer.json", NULL);
+  if (!g_file_test (index, G_FILE_TEST_IS_REGULAR))
+    {
+      g_test_skip ("no bundled shapes model in this build");
+      return;
+    }
+  g_assert_true (g_file_test (tok, G_FILE_TEST_IS_REGULAR));
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   fixture_init ("store");
-  g_unsetenv ("BONSAI_DATA_DIR");
+  make_data_dir ();
   g_unsetenv ("BONSAI_MODELS");
   g_unsetenv ("HF_HUB_OFFLINE");
 
@@ -615,7 +776,10 @@ main (int argc, char **argv)
   g_test_add_func ("/store/verify", test_verify);
   g_test_add_func ("/store/list", test_list);
   g_test_add_func ("/store/open-by-name", test_open_by_name);
+  g_test_add_func ("/store/bundled", test_bundled);
+  g_test_add_func ("/store/bundled-build-tree", test_bundled_build_tree);
   int rc = g_test_run ();
   fixture_done ();
+  g_free (data_dir);
   return rc;
 }

@@ -190,7 +190,9 @@ command (int argc, char **argv, gboolean edit)
   Args a = { .width = BONSAI_SIZE_AUTO, .height = BONSAI_SIZE_AUTO, .steps = 4,
              .seed = -1 };
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &a.model, "Model folder (release layout)", "DIR" },
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &a.model,
+      "Model folder or installed model's name (default: the default model if "
+      "installed, else the bundled 'shapes')", "MODEL" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &a.prompt, "What to draw", "TEXT" },
     { "features", 0, 0, G_OPTION_ARG_FILENAME, &a.features,
       "Prompt features from encode-prompt, in place of a prompt", "FILE" },
@@ -228,10 +230,10 @@ command (int argc, char **argv, gboolean edit)
       g_clear_error (&error);
       rc = 2;
     }
-  else if (argc > 1 || !a.model || !a.prompt == !a.features || (edit && !a.inputs))
+  else if (argc > 1 || !a.prompt == !a.features || (edit && !a.inputs))
     {
       g_autofree char *help = g_option_context_get_help (ctx, TRUE, NULL);
-      fprintf (stderr, "bonsai-image %s: needs -m MODEL, %s-p PROMPT (or --features FILE)\n\n%s",
+      fprintf (stderr, "bonsai-image %s: needs %s-p PROMPT (or --features FILE)\n\n%s",
                argv[0], edit ? "-i IMAGE, " : "", help);
       rc = 2;
     }

@@ -89,8 +89,9 @@ bn_cmd_models (int argc, char **argv)
   g_autoptr (GOptionContext) ctx = g_option_context_new ("- list installed and downloadable models");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_set_description (ctx,
-    "Models are looked for in the folders of BONSAI_MODELS and in the Hugging\n"
-    "Face cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).\n"
+    "Models are looked for in the folders of BONSAI_MODELS, among the bundled\n"
+    "models (Bonsai Shapes) and in the Hugging Face cache (HF_HUB_CACHE,\n"
+    "HF_HOME/hub or ~/.cache/huggingface/hub).\n"
     "Exits with status 1 when an installed model misses files or fails its\n"
     "checksums.");
   GError *error = NULL;

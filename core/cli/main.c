@@ -12,8 +12,8 @@ static const struct {
   int (*run) (int argc, char **argv);
   const char *summary;
 } commands[] = {
-  { "generate", bn_cmd_generate, "-m MODEL -p PROMPT [-W W -H H --steps N --seed S] -o OUT.png" },
-  { "edit", bn_cmd_edit, "-m MODEL -i IN.png [-i REF.png] -p PROMPT -o OUT.png" },
+  { "generate", bn_cmd_generate, "[-m MODEL] -p PROMPT [-W W -H H --steps N --seed S] -o OUT.png" },
+  { "edit", bn_cmd_edit, "[-m MODEL] -i IN.png [-i REF.png] -p PROMPT -o OUT.png" },
   { "models", bn_cmd_models, "[--verify]  installed models (where, size, checked) and downloadable ones" },
   { "download", bn_cmd_download, "[NAME]  fetch a model into the Hugging Face cache (resumable)" },
   { "info", bn_cmd_info, "FILE|DIR  list tensors, dtypes, low-bit layers and sizes" },

@@ -164,8 +164,11 @@ BONSAI_API void bonsai_tensor_free (BonsaiTensor *tensor);
 typedef struct BonsaiModel BonsaiModel;
 
 /* `path` is a model folder, or the name of an installed model (as for
- * bonsai_model_download, NULL for the default; found in BONSAI_MODELS or
- * the Hugging Face cache, never downloaded here).
+ * bonsai_model_download; found in BONSAI_MODELS, among the bundled models
+ * or in the Hugging Face cache, never downloaded here).  NULL or "" is the
+ * default model, or, when it is not installed, the bundled Bonsai Shapes
+ * model "shapes" (a small model of a 128×128 world of shapes), said once
+ * per process as a message (see bonsai_model_default_name).
  * Checks every tensor's name, dtype and shape before returning.  Returns a
  * new reference, or NULL with NOT_FOUND (naming the missing part or file),
  * FORMAT or IO naming the file and the problem.  The same files open once
@@ -204,6 +207,12 @@ BONSAI_API gboolean bonsai_model_download (const char *name,
                                            gpointer user_data, gint *cancel,
                                            char **out_dir, GError **error);
 
+/* The name bonsai_model_open (NULL) opens: the manifest's default model
+ * ("ternary") when it is installed, else "shapes" when the bundled Bonsai
+ * Shapes model is, else the default's name (opening it then fails saying
+ * how to download it).  For hosts that show a default.  Caller frees it. */
+BONSAI_API char *bonsai_model_default_name (void);
+
 /* An installed model, as bonsai_models_installed() lists it. */
 typedef struct {
   char *name;         /* what bonsai_model_open() takes: the short name, the
@@ -213,8 +222,9 @@ typedef struct {
   gboolean complete;  /* no file the manifest lists is missing             */
 } BonsaiModelInfo;
 
-/* The models found without a download: the model folders in BONSAI_MODELS
- * and the manifest's repositories in the Hugging Face cache (checksums are
+/* The models found without a download: the model folders in BONSAI_MODELS,
+ * the bundled models and the manifest's repositories in the Hugging Face
+ * cache (checksums are
  * not computed here; `bonsai-image models --verify` does).  Returns an array
  * of BonsaiModelInfo the caller owns (unreffing it frees them), or NULL with
  * IO when a folder cannot be read. */
