@@ -16,7 +16,9 @@ bn_gimp_values_init (BnGimpValues *v)
   v->height = BN_GIMP_DEFAULT_SIZE;
   v->steps = BN_GIMP_DEFAULT_STEPS;
   v->seed = -1;
-  v->model = g_strdup (BN_GIMP_DEFAULT_MODEL);
+  /* The real model when installed, else the bundled Bonsai Shapes model,
+   * so that a first run offline still draws a picture. */
+  v->model = bonsai_model_default_name ();
   v->output = BN_GIMP_OUTPUT_NEW_IMAGE;
   v->margin = BN_GIMP_DEFAULT_MARGIN;
   v->feather = BN_GIMP_DEFAULT_FEATHER;
@@ -209,6 +211,7 @@ bn_gimp_model_choices (const char *current)
   g_autoptr (GPtrArray) installed = bonsai_models_installed (NULL);
   for (guint i = 0; installed && i < installed->len; i++)
     add_choice (choices, ((const BonsaiModelInfo *) installed->pdata[i])->name);
+  /* The real model is offered (for Download) even when not installed. */
   add_choice (choices, BN_GIMP_DEFAULT_MODEL);
   return choices;
 }

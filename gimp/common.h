@@ -22,6 +22,8 @@
 
 #define BN_GIMP_DEFAULT_SIZE 1024
 #define BN_GIMP_DEFAULT_STEPS 4
+/* The real model, offered for download; the dialog starts with
+ * bonsai_model_default_name (), the bundled one when this is not installed. */
 #define BN_GIMP_DEFAULT_MODEL "ternary"
 #define BN_GIMP_DEFAULT_MARGIN 32   /* context pixels around a selection */
 #define BN_GIMP_DEFAULT_FEATHER 8   /* mask feather radius in pixels */

@@ -988,6 +988,15 @@ module_version (PyObject *module, PyObject *unused)
 }
 
 static PyObject *
+module_default_model (PyObject *module, PyObject *unused)
+{
+  char *name = bonsai_model_default_name ();
+  PyObject *result = PyUnicode_FromString (name);
+  g_free (name);
+  return result;
+}
+
+static PyObject *
 module_cpu_isa (PyObject *module, PyObject *unused)
 {
   return PyUnicode_FromString (bonsai_cpu_isa ());
@@ -1029,6 +1038,9 @@ static PyMethodDef module_methods[] = {
   { "set_prompt_cache_capacity", module_set_prompt_cache_capacity, METH_O,
     "set_prompt_cache_capacity(n)\n\nHow many prompts' features the engine keeps (0: none)." },
   { "version", module_version, METH_NOARGS, "version() -> the engine's version string" },
+  { "default_model", module_default_model, METH_NOARGS,
+    "default_model() -> the model opened when none is named: the real default\n"
+    "('ternary') when installed, else the bundled Bonsai Shapes model 'shapes'" },
   { "cpu_isa", module_cpu_isa, METH_NOARGS,
     "cpu_isa() -> the instruction set the CPU kernels use ('avx512', 'avx2', 'scalar')" },
   { 0 },

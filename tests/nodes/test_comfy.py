@@ -21,13 +21,13 @@ import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
 import harness  # noqa: E402
 
-PROMPT = "An icy bonsai tree in a rainy forest, photo realistic."
-W, H = 80, 64
+PROMPT = common.PROMPT
+W, H = common.W, common.H
 
 
 def setUpModule():
     global MODEL_DIR, PACK, MODEL
-    MODEL_DIR = common.make_model(TMP)
+    MODEL_DIR = common.shapes_model()
     PACK = harness.load_custom_node(common.PACK)
     MODEL, = PACK.NODE_CLASS_MAPPINGS["LoadBonsaiModel"]().load(MODEL_DIR, 0)
 

@@ -18,14 +18,14 @@ import numpy  # noqa: E402
 sys.path.insert(0, common.PACK)
 import _bonsai  # noqa: E402  (the extension built beside the pack)
 
-PROMPT = "An icy bonsai tree in a rainy forest, photo realistic."
-W, H = 80, 64
+PROMPT = common.PROMPT
+W, H = common.W, common.H
 
 
 def setUpModule():
     global TMP, MODEL_DIR, MODEL
     TMP = common.new_tmpdir("nodes-extension")
-    MODEL_DIR = common.make_model(TMP)
+    MODEL_DIR = common.shapes_model()
     MODEL = _bonsai.Model(MODEL_DIR)
 
 
@@ -169,7 +169,7 @@ class BadInput(unittest.TestCase):
             (TypeError, "out must be", dict(out=numpy.zeros((H, W, 2), numpy.float32))),
             (TypeError, "C-contiguous", dict(out=numpy.zeros((H, W * 2, 3), numpy.float32)[:, ::2])),
             (TypeError, "writable", dict(out=numpy.zeros((H, W, 3), numpy.float32).view())),
-            (ValueError, "out is 80x64 but the request asks for 32x64",
+            (ValueError, f"out is {W}x{H} but the request asks for 32x{H}",
              dict(out=numpy.zeros((H, W, 3), numpy.float32), width=32)),
             (TypeError, "give one image of a batch", dict(references=[numpy.zeros((1, H, W, 3), numpy.float32)])),
             (ValueError, "at most 4 reference images", dict(references=[numpy.zeros((H, W, 4), numpy.uint8)] * 5)),

@@ -21,14 +21,14 @@ import torch  # noqa: E402
 import harness  # noqa: E402
 import png  # noqa: E402
 
-PROMPT = "An icy bonsai tree in a rainy forest, photo realistic."
-W, H = 80, 64
+PROMPT = common.PROMPT
+W, H = common.W, common.H
 
 
 def setUpModule():
     global TMP, MODEL_DIR, PACK, EX
     TMP = common.new_tmpdir("nodes-pack")
-    MODEL_DIR = common.make_model(TMP)
+    MODEL_DIR = common.shapes_model()
     PACK = harness.load_custom_node(common.PACK)
     EX = harness.Executor(PACK.NODE_CLASS_MAPPINGS)
 
@@ -136,7 +136,7 @@ class Workflows(unittest.TestCase):
     def test_txt2img(self):
         harness.SaveImage.saved.clear()
         executor = harness.Executor(PACK.NODE_CLASS_MAPPINGS)
-        outputs = executor.run(workflow("txt2img"))
+        outputs = executor.run(workflow("txt2img", **{"2.text": PROMPT}))
         self.assertEqual(executor.executed, ["1", "2", "3", "4", "5"])
         latent = outputs["3"][0]
         self.assertEqual(set(latent), {"samples"})
@@ -197,7 +197,7 @@ class Workflows(unittest.TestCase):
         self.assertTrue(torch.equal(batch[1], single[0]))  # image b uses seed + b
         sampler = PACK.NODE_CLASS_MAPPINGS["BonsaiSampler"]()
         cond, = PACK.NODE_CLASS_MAPPINGS["BonsaiTextEncode"]().encode(model, PROMPT)
-        self.assertEqual(tuple(cond[0][0].shape), (1, 512, 192))
+        self.assertEqual(tuple(cond[0][0].shape), (1, 512, 96))
         latent, = sampler.sample(model, cond, W, H, 5, 2, 3)
         decoded, = PACK.NODE_CLASS_MAPPINGS["BonsaiDecode"]().decode(model, latent)
         self.assertTrue(torch.equal(decoded, batch))
@@ -258,7 +258,7 @@ class BadInput(unittest.TestCase):
                                        reference_2=image.repeat(2, 1, 1, 1))),
             (TypeError, "Bonsai Decode: samples must be a LATENT",
              lambda: decode.decode(self.model, torch.zeros((1, 32, 4, 5)))),
-            (PACK.nodes._bonsai.BonsaiError, "prompt features must be \\[L, 192\\]",
+            (PACK.nodes._bonsai.BonsaiError, "prompt features must be \\[L, 96\\]",
              lambda: sampler.sample(self.model, [[torch.zeros(1, 4, 100), {}]], W, H, 0, 1, 1)),
             (PACK.nodes._bonsai.BonsaiError, "latents must be \\[32, H/16, W/16\\]",
              lambda: decode.decode(self.model, {"samples": torch.zeros((1, 128, 4, 5))})),
