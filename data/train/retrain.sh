@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Retrains Bonsai Shapes from nothing and exports its three release folders,
+# the way the committed ones were made (data/train/README.md).  Needs
+# Debian's python3-torch, python3-numpy, python3-pil, a build of the engine
+# and the real Qwen3 tokenizer.json; about an hour on 2 cores.
+#   data/train/retrain.sh BUILD_DIR TOKENIZER_JSON WORK_DIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$1/core/cli/bonsai-image
+tok=$2
+work=$3
+py=${PYTHON:-/usr/bin/python3}
+mkdir -p "$work"
+cd "$here"
+
+# The frozen, random-initialised Qwen3 text encoder (the engine's writer).
+"$bin" synthetic --layout mlx --spec shapes --seed 10 --tokenizer "$tok" "$work/te"
+# The caption pool and its text features, computed by the engine itself.
+$py make_captions.py "$work/data" --n 16000 --seed 2
+"$bin" encode-prompt -m "$work/te" --prompts "$work/data/captions.txt" \
+  -o "$work/data/features.safetensors"
+# The autoencoder: a first pass, then the decoder alone.
+$py train_vae.py "$work/ckpt" --steps 1014 --lr 2e-3 --seed 14
+$py train_dit.py "$work/ckpt" "$work/data" --steps "${DIT_STEPS:-1400}" --seed 3
+# Quantization-aware fine-tuning from the full-precision transformer.
+$py train_dit.py "$work/ckpt" "$work/data" --bits 1 --steps "${QAT_STEPS:-500}" \
+  --init "$work/ckpt/transformer.safetensors" --out transformer_binary --seed 4
+$py train_dit.py "$work/ckpt" "$work/data" --bits 2 --steps "${QAT_STEPS:-500}" \
+  --init "$work/ckpt/transformer.safetensors" --out transformer_ternary --seed 5
+$py train_vae.py "$work/ckpt" --decoder-only --init "$work/ckpt/vae.safetensors" \
+  --steps "${DEC_STEPS:-600}" --lr 1e-3 --seed 15
+
+# Export: one checkpoint folder per variant, then the engine's own writer.
+for v in bf16:transformer:16 ternary:transformer_ternary:2 binary:transformer_binary:1; do
+  IFS=: read -r name weights bits <<<"$v"
+  d="$work/export-$name"
+  mkdir -p "$d"
+  cp "$work/ckpt/vae.safetensors" "$work/ckpt/vae_config.json" "$d/"
+  cp "$work/ckpt/$weights.safetensors" "$d/transformer.safetensors"
+  cp "$work/ckpt/${weights}_config.json" "$d/transformer_config.json"
+  "$bin" export-release --text-encoder "$work/te" --bits "$bits" "$d" "$work/shapes-$name"
+done
+echo "release folders: $work/shapes-{bf16,ternary,binary}"

@@ -1,0 +1,163 @@
+"""Trains the Bonsai Shapes transformer by rectified flow, tuned for the
+4-step klein schedule, and fine-tunes it to binary or ternary weights
+(quantization-aware, straight-through estimator).
+
+  train_dit.py CKPT DATA --minutes M                 full precision
+  train_dit.py CKPT DATA --minutes M --bits 1|2 --init CKPT/transformer.safetensors --out NAME
+
+CKPT holds vae.safetensors (train_vae.py); DATA holds specs.json
+(make_captions.py) and features.safetensors (`bonsai-image encode-prompt
+--prompts DATA/captions.txt` with the shapes text encoder).  Each step
+renders fresh scenes of the captions drawn, so positions never repeat.
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+import klein_torch as K
+import shapes_config
+import shapes_world as W
+
+L_TXT = 512
+
+
+def klein_sigmas(n_tokens, steps):
+    """The pipeline's schedule (research spec §5.1), final 0 included."""
+    a1, b1, a2, b2 = 8.73809524e-05, 1.89833333, 0.00016927, 0.45666666
+    m200, m10 = a2 * n_tokens + b2, a1 * n_tokens + b1
+    a = (m200 - m10) / 190
+    mu = a * steps + (m200 - 200 * a)
+    t = np.linspace(1, 0, steps + 1)[:-1]
+    s = math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+    return np.append(s, 0.0)
+
+
+def ids(n_side, batch):
+    r, c = np.meshgrid(np.arange(n_side), np.arange(n_side), indexing="ij")
+    img = np.zeros((n_side * n_side, 4), np.float32)
+    img[:, 1], img[:, 2] = r.ravel(), c.ravel()
+    txt = np.zeros((L_TXT, 4), np.float32)
+    txt[:, 3] = np.arange(L_TXT)
+    return (torch.from_numpy(img)[None].expand(batch, -1, -1),
+            torch.from_numpy(txt)[None].expand(batch, -1, -1))
+
+
+class Data:
+    def __init__(self, ckpt, data, seed):
+        self.specs = json.load(open(os.path.join(data, "specs.json")))
+        feats = K.load_safetensors(os.path.join(data, "features.safetensors"))["features"]
+        assert feats.shape[0] == len(self.specs) and feats.shape[1] == L_TXT, feats.shape
+        self.feats = feats  # float16 [n, 512, 96]
+        self.vae = K.AutoencoderKLFlux2(shapes_config.VAE)
+        K.load_numpy_state(self.vae, K.load_safetensors(os.path.join(ckpt, "vae.safetensors")))
+        self.vae.eval()
+        bn = self.vae.bn
+        self.mean = bn.running_mean.view(1, -1, 1, 1)
+        self.std = torch.sqrt(bn.running_var + shapes_config.VAE["batch_norm_eps"]).view(1, -1, 1, 1)
+        self.rng = np.random.default_rng(seed)
+
+    def scene(self, spec):
+        groups = [tuple(g) for g in spec["groups"]]
+        while True:
+            s = W.make_scene(self.rng, groups, spec["relation"], spec["background"])
+            if s is not None:
+                return s
+
+    def batch(self, n):
+        idx = self.rng.integers(len(self.specs), size=n)
+        imgs = np.stack([W.render(self.scene(self.specs[i])) for i in idx])
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            z = self.vae.encode(x)[0].float()
+        z = (K.patchify(z) - self.mean) / self.std           # [n, 32, 8, 8]
+        tokens = z.flatten(2).transpose(1, 2).contiguous()    # [n, 64, 32]
+        ctx = torch.from_numpy(self.feats[idx].astype(np.float32))
+        return tokens, ctx
+
+
+def sample_sigmas(rng, n, schedule):
+    """Half at the 4-step schedule's own points, half logit-normal shifted
+    like the schedule, so that the model is best where it is used."""
+    s = np.empty(n, np.float32)
+    on = rng.random(n) < 0.5
+    s[on] = rng.choice(schedule[:-1], size=int(on.sum()))
+    u = 1 / (1 + np.exp(-rng.normal(0, 1, size=int((~on).sum()))))
+    e = math.exp(1.95)
+    s[~on] = e * u / (e * u + (1 - u))
+    return torch.from_numpy(s)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt")
+    ap.add_argument("data")
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--bits", type=int, default=0, choices=(0, 1, 2))
+    ap.add_argument("--init", default=None)
+    ap.add_argument("--out", default="transformer")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="stop after this many steps (0: when the minutes are up)")
+    ap.add_argument("--seed", type=int, default=3)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(os.cpu_count())
+    data = Data(a.ckpt, a.data, a.seed)
+    model = K.Flux2Transformer(shapes_config.TRANSFORMER)
+    if a.init:
+        K.load_numpy_state(model, K.load_safetensors(a.init))
+    else:
+        # Zero the output projection: the first prediction is then exactly 0.
+        torch.nn.init.zeros_(model.proj_out.weight)
+    model.set_bits(a.bits)
+    lr = a.lr or (1e-3 if a.bits == 0 and not a.init else 3e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+    schedule = klein_sigmas(64, 4)
+    img_ids, txt_ids = ids(8, a.batch)
+    t_end = time.time() + a.minutes * 60
+    t0, step, ema = time.time(), 0, None
+    warm = 200
+    while (step < a.steps) if a.steps else (time.time() < t_end):
+        x0, ctx = data.batch(a.batch)
+        sigma = sample_sigmas(data.rng, a.batch, schedule)
+        noise = torch.randn_like(x0)
+        s = sigma.view(-1, 1, 1)
+        xt = (1 - s) * x0 + s * noise
+        frac = min(1.0, (step + 1) / warm)
+        left = (1 - step / a.steps) if a.steps else \
+            max(0.0, (t_end - time.time()) / (a.minutes * 60))
+        for g in opt.param_groups:  # warm-up, then cosine to a tenth
+            g["lr"] = lr * frac * (0.1 + 0.9 * 0.5 * (1 - math.cos(math.pi * left)))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            v = model(xt, img_ids, sigma, ctx, txt_ids).float()
+        loss = (v - (noise - x0)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 50 == 0:
+            print(f"step {step} loss {ema:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                  f"{(time.time() - t0) / step:.2f} s/step", flush=True)
+    arrays = K.state_to_numpy(model)
+    # The latent float weights: export-release applies the same rule as
+    # QuantLinear when it packs them (re-quantizing already ternary weights
+    # would change their scales).
+    K.save_safetensors(os.path.join(a.ckpt, a.out + ".safetensors"), arrays)
+    cfg = dict(shapes_config.TRANSFORMER)
+    json.dump(cfg, open(os.path.join(a.ckpt, a.out + "_config.json"), "w"), indent=1)
+    json.dump({"steps": step, "loss": ema, "bits": a.bits, "seed": a.seed, "lr": lr,
+               "batch": a.batch, "minutes": a.minutes, "init": a.init},
+              open(os.path.join(a.ckpt, a.out + "_train.json"), "w"), indent=1)
+    print(f"done: {step} steps, loss {ema:.4f}")
+
+
+if __name__ == "__main__":
+    main()
