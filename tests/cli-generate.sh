@@ -88,8 +88,22 @@ expect 1 "$bin" generate -m "$model" --features "$feats" -W 64 -H 64 -o "$tmp/no
 [ "$(ls "$out" | wc -l)" = "$before" ] || fail "a refused request left a file: $(ls "$out")"
 [ -e "$tmp/no" ] && fail "a folder was created for the output"
 
+# No -m, nothing installed and nothing bundled (a data folder holding only the
+# manifest), offline: a clear "not installed" error naming the download, not a
+# usage error (generate without -m is allowed: cli-default-model).
+mkdir -p "$tmp/data" "$tmp/store" "$tmp/hub"
+cp "${G_TEST_SRCDIR:-$(dirname "$0")}/../data/models.json" "$tmp/data/"
+if BONSAI_DATA_DIR="$tmp/data" BONSAI_MODELS="$tmp/store" HF_HUB_CACHE="$tmp/hub" \
+   HF_HUB_OFFLINE=1 HF_ENDPOINT=http://127.0.0.1:9 \
+   "$bin" generate -p "no model" -o "$out/none.png" >"$tmp/none.log" 2>&1; then
+  fail "generate without -m and without any model succeeded"
+elif ! grep -q "is not installed" "$tmp/none.log" || ! grep -q "bonsai-image download" "$tmp/none.log"; then
+  fail "generate without any model does not say what is missing and how to get it"
+  sed 's/^/  | /' "$tmp/none.log"
+fi
+[ -e "$out/none.png" ] && fail "generate without any model wrote a picture"
+
 # Usage errors.
-expect 2 "$bin" generate -p "no model"
 expect 2 "$bin" edit -m "$model" --features "$feats" -o "$out/x.png"
 expect 2 "$bin" generate -m "$model" --bogus
 
