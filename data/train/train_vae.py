@@ -37,6 +37,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=0,
                     help="stop after this many steps (0: when the minutes are up)")
     ap.add_argument("--seed", type=int, default=1)
@@ -50,7 +51,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(a.seed)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
     held = W.load_held_out()
     vae = K.AutoencoderKLFlux2(shapes_config.VAE)
