@@ -688,9 +688,11 @@ write_tokenizer_files (const char *dir, const TokJson *t, const TokFiles *f,
              || bn_synth_write_text (dir, "chat_template.jinja", chat_template, -1, error));
 }
 
-gboolean
-bn_synth_write_tokenizer (const char *dir, const char *tokenizer_json,
-                          GError **error)
+/* tokenizer/ of release folder `dir` and, with `mlx_copy`, the MLX text
+ * encoder's copy (the release has no other). */
+static gboolean
+write_tokenizer (const char *dir, const char *tokenizer_json, gboolean mlx_copy,
+                 GError **error)
 {
   TokJson t;
   if (!tok_json_load (&t, tokenizer_json, error))
@@ -702,13 +704,20 @@ bn_synth_write_tokenizer (const char *dir, const char *tokenizer_json,
   g_autofree char *te_dir = g_build_filename (dir, "text_encoder-mlx-4bit", NULL);
   TokFiles files;
   tok_files_make (&files, &t);
-  /* Only the MLX text encoder carries its own copy (as the release does). */
   gboolean ok = write_tokenizer_files (tok_dir, &t, &files, FALSE, error)
-    && (!g_file_test (te_dir, G_FILE_TEST_IS_DIR)
-        || write_tokenizer_files (te_dir, &t, &files, TRUE, error));
+    && (!mlx_copy || write_tokenizer_files (te_dir, &t, &files, TRUE, error));
   tok_files_clear (&files);
   tok_json_clear (&t);
   return ok;
+}
+
+gboolean
+bn_synth_write_tokenizer (const char *dir, const char *tokenizer_json,
+                          GError **error)
+{
+  g_autofree char *te_dir = g_build_filename (dir, "text_encoder-mlx-4bit", NULL);
+  return write_tokenizer (dir, tokenizer_json,
+                          g_file_test (te_dir, G_FILE_TEST_IS_DIR), error);
 }
 
 /* ---- the release -------------------------------------------------------------------- */
@@ -754,27 +763,14 @@ bn_synth_write_release_files (const char *dir, const BnSynthSpec *spec,
                               GError **error)
 {
   gboolean mlx = layout == BN_SYNTH_LAYOUT_MLX;
-  TokJson t;
-  if (!tok_json_load (&t, tokenizer_json, error))
-    {
-      tok_json_clear (&t);
-      return FALSE;
-    }
-  g_autofree char *tok_dir = g_build_filename (dir, "tokenizer", NULL);
   g_autofree char *te_dir = g_build_filename (dir, mlx ? "text_encoder-mlx-4bit"
                                                       : "text_encoder", NULL);
   g_autofree char *sched_dir = g_build_filename (dir, "scheduler", NULL);
   g_autofree char *sched = scheduler_config ();
   g_autofree char *gen = generation_config ();
-  TokFiles files;
-  tok_files_make (&files, &t);
-  gboolean ok = write_tokenizer_files (tok_dir, &t, &files, FALSE, error)
-    && (!mlx || write_tokenizer_files (te_dir, &t, &files, TRUE, error))
+  return write_tokenizer (dir, tokenizer_json, mlx, error)
     && (mlx || bn_synth_write_text (te_dir, "generation_config.json", gen, -1, error))
     && bn_synth_make_dir (sched_dir, error)
     && bn_synth_write_text (sched_dir, "scheduler_config.json", sched, -1, error)
     && bn_synth_write_release_notes (dir, spec->bits, layout, FALSE, error);
-  tok_files_clear (&files);
-  tok_json_clear (&t);
-  return ok;
 }
