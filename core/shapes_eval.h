@@ -91,7 +91,8 @@ GPtrArray *bn_shapes_prompts_load (const BnShapesWorld *world,
                                    const char *path, GError **error);
 
 /* Where the installed or source tree keeps data/shapes/NAME
- * ($BONSAI_DATA_DIR/shapes first, as for models.json); NULL when nowhere.
+ * (bn_data_candidates: only $BONSAI_DATA_DIR/shapes when that is set, as
+ * for models.json); NULL when nowhere.
  * The caller frees it. */
 char *bn_shapes_data_file (const char *name);
 

@@ -3,6 +3,7 @@
 #include "shapes_eval.h"
 
 #include "safetensors.h"
+#include "store.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -236,19 +237,8 @@ bn_shapes_prompts_load (const BnShapesWorld *world, const char *path,
 char *
 bn_shapes_data_file (const char *name)
 {
-  g_autoptr (GPtrArray) c = g_ptr_array_new_with_free_func (g_free);
-  const char *env = g_getenv ("BONSAI_DATA_DIR");
-  if (env && *env)
-    g_ptr_array_add (c, g_build_filename (env, "shapes", name, NULL));
-  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
-  if (exe)
-    {
-      g_autofree char *bindir = g_path_get_dirname (exe);
-      g_ptr_array_add (c, g_build_filename (bindir, "..", "share", "bonsai-image",
-                                            "shapes", name, NULL));
-    }
-  g_ptr_array_add (c, g_build_filename (BN_INSTALL_DATADIR, "shapes", name, NULL));
-  g_ptr_array_add (c, g_build_filename (BN_SOURCE_DATADIR, "shapes", name, NULL));
+  g_autofree char *rel = g_build_filename ("shapes", name, NULL);
+  g_autoptr (GPtrArray) c = bn_data_candidates (rel, BN_SOURCE_DATADIR);
   for (guint i = 0; i < c->len; i++)
     if (g_file_test (c->pdata[i], G_FILE_TEST_IS_REGULAR))
       return g_strdup (c->pdata[i]);

@@ -310,10 +310,8 @@ bn_manifest_load (const char *path, GError **error)
   return g_steal_pointer (&m);
 }
 
-/* Where `name` (models.json, models) may be, in the order documented in
- * store.h; `tree` is the data folder of the tree this was built from. */
-static GPtrArray *
-data_candidates (const char *name, const char *tree)
+GPtrArray *
+bn_data_candidates (const char *name, const char *tree)
 {
   GPtrArray *c = g_ptr_array_new_with_free_func (g_free);
   const char *env = g_getenv ("BONSAI_DATA_DIR");
@@ -340,7 +338,7 @@ bn_store_bundled_dir (void)
 {
   /* The build tree rather than the source tree: the committed folders lack
    * their tokenizer files, which the build adds (data/models/meson.build). */
-  g_autoptr (GPtrArray) c = data_candidates ("models", BN_BUILD_DATADIR);
+  g_autoptr (GPtrArray) c = bn_data_candidates ("models", BN_BUILD_DATADIR);
   for (guint i = 0; i < c->len; i++)
     if (g_file_test (c->pdata[i], G_FILE_TEST_IS_DIR))
       return g_strdup (c->pdata[i]);
@@ -350,7 +348,7 @@ bn_store_bundled_dir (void)
 BnManifest *
 bn_manifest_load_default (GError **error)
 {
-  g_autoptr (GPtrArray) c = data_candidates ("models.json", BN_SOURCE_DATADIR);
+  g_autoptr (GPtrArray) c = bn_data_candidates ("models.json", BN_SOURCE_DATADIR);
   for (guint i = 0; i < c->len; i++)
     if (g_file_test (c->pdata[i], G_FILE_TEST_EXISTS))
       return bn_manifest_load (c->pdata[i], error);

@@ -62,6 +62,14 @@ BnManifest *bn_manifest_load (const char *path, GError **error);
 BnManifest *bn_manifest_load_default (GError **error);
 void bn_manifest_free (BnManifest *manifest);
 
+/* Where the data file or folder `name` (a path relative to the data folder:
+ * models.json, models, shapes/world.json) may be, in order: only
+ * $BONSAI_DATA_DIR/name when that is set (an explicit setting is not
+ * second-guessed); else ../share/bonsai-image beside the running program,
+ * the install prefix's data folder, then `tree`, the data folder of the tree
+ * this was built from.  Caller owns the array of paths. */
+GPtrArray *bn_data_candidates (const char *name, const char *tree);
+
 /* The bundled model a missing default falls back to. */
 #define BN_STORE_BUNDLED_DEFAULT "shapes"
 /* The folder of bundled models: models/ in $BONSAI_DATA_DIR, else beside
