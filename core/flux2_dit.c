@@ -397,7 +397,7 @@ bn_flux2_check_input (const BnFlux2Dit *dit, const BnFlux2Input *in,
     problem = "the timestep is not a finite number";
   else if (in->chunk_rows < 0)
     problem = "chunk_rows must not be negative";
-  else if ((unsigned) in->act > BN_ACT_INT8)
+  else if ((unsigned) in->act > BN_ACT_LUT)
     problem = "unknown activation precision";
   if (problem)
     {

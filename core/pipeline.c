@@ -33,7 +33,7 @@ bonsai_request_init (BonsaiRequest *request)
 gboolean
 bonsai_precision_from_string (const char *name, BonsaiPrecision *out)
 {
-  static const char *const names[] = { "auto", "exact", "bf16", "int8" };
+  static const char *const names[] = { "auto", "exact", "bf16", "int8", "lut" };
   for (size_t i = 0; name && i < G_N_ELEMENTS (names); i++)
     if (!strcmp (name, names[i]))
       {
@@ -51,6 +51,7 @@ bn_act_precision_of (BonsaiPrecision precision)
     case BONSAI_PRECISION_EXACT: return BN_ACT_EXACT;
     case BONSAI_PRECISION_BF16: return BN_ACT_BF16;
     case BONSAI_PRECISION_INT8: return BN_ACT_INT8;
+    case BONSAI_PRECISION_LUT: return BN_ACT_LUT;
     default:
       /* bf16 rounds x about 6 times less than int8 per group and, on the
        * CPUs that have it, runs as fast or faster (bench kernels). */

@@ -1,20 +1,22 @@
-/* test-kernels-lowp.c — the low-precision activation paths (bf16, int8).
+/* test-kernels-lowp.c — the low-precision activation paths (bf16, int8,
+ * and lut for binary weights).
  *
  * Three checks, each against something other than the path itself:
  *  - each oracle, bn_linear_lowp_ref, against the exact oracle
  *    bn_linear_ref within the rounding bound worked out per output:
  *    int8: |Δy| ≤ Σ_g a[m,g]/2 · Σ_k |s·q| (each x moves by at most half a
  *    step a = max|x|/127; the bias term uses the exact sum, so only s·q
- *    sees it); bf16: |Δy| ≤ 2⁻⁸ · Σ_k |w·x| (the weights here are exact in
+ *    sees it), lut that plus s·a·2 per quad (its sums of 4 are rounded to
+ *    4 steps); bf16: |Δy| ≤ 2⁻⁸ · Σ_k |w·x| (the weights here are exact in
  *    bf16, as the release's are);
  *  - the SIMD paths against their oracle: the same rounding of x, so only
  *    the order of float sums differs (tolerance 1e-5 · max(1, max |ref|),
  *    as in test-kernels.c), bit-identical on 1, 2 and 3 threads, padding
  *    of y untouched, no x past K read (NaN there);
- *  - with x integers in [−127, 127] and ±127 in every group, neither
- *    format rounds x, so the SIMD paths must match the exact oracle.
+ *  - with x integers in [−127, 127] and ±127 in every group, neither bf16
+ *    nor int8 rounds x, so their SIMD paths must match the exact oracle.
  * Weights that the paths do not take (Q4, dense) go to the exact path,
- * bit for bit.
+ * bit for bit; lut gives ternary weights to the bf16 path, bit for bit.
  */
 #include "kernels/linear_lowp.h"
 
@@ -69,7 +71,7 @@ test_oracle_bound (gconstpointer data)
   const BnActPrecision act = GPOINTER_TO_INT (data);
   for (int rep = 0; rep < 6; rep++)
     {
-      const BnDType dtype = rep % 2 ? BN_DTYPE_Q2 : BN_DTYPE_Q1;
+      const BnDType dtype = rep % 2 && act != BN_ACT_LUT ? BN_DTYPE_Q2 : BN_DTYPE_Q1;
       const int group = (int[]) { 32, 64, 128 }[rep / 2];
       const int64_t m = 5, n = 7, k = 256;
       BnTensor w;
@@ -88,7 +90,7 @@ test_oracle_bound (gconstpointer data)
               for (int t = 0; t < group; t++)
                 bound += ldexp (fabs ((bn_packed_scale (&w, c, g) * (double) bn_packed_get_code (&w, c, g * group + t)
                                        + bn_packed_bias (&w, c, g)) * x[i * k + g * group + t]), -8);
-            for (int64_t g = 0; g < k / group && act == BN_ACT_INT8; g++)
+            for (int64_t g = 0; g < k / group && act != BN_ACT_BF16; g++)
               {
                 float amax = 0.0f;
                 for (int t = 0; t < group; t++)
@@ -97,6 +99,8 @@ test_oracle_bound (gconstpointer data)
                 for (int t = 0; t < group; t++)
                   sq += fabs (bn_packed_scale (&w, c, g) * (double) bn_packed_get_code (&w, c, g * group + t));
                 bound += amax / 127.0 / 2.0 * sq;
+                if (act == BN_ACT_LUT)
+                  bound += bn_packed_scale (&w, c, g) * amax / 127.0 * 2.0 * (group / 4);
               }
             double d = fabs ((double) y[i * n + c] - ref[i * n + c]);
             if (!(d <= bound * (1.0 + 1e-5) + 1e-6 * fabs (ref[i * n + c])))
@@ -199,8 +203,11 @@ test_path (gconstpointer data)
     }
   static const BnDType types[] = { BN_DTYPE_Q1, BN_DTYPE_Q2 };
   static const int groups[] = { 32, 64, 128 };
-  for (int e = 0; e < 2; e++)
-    for (size_t d = 0; d < G_N_ELEMENTS (types); d++)
+  /* lut takes binary weights only (test_fallback: the rest), and rounds
+   * its sums of 4 even when x is exact. */
+  const size_t n_types = act == BN_ACT_LUT ? 1 : G_N_ELEMENTS (types);
+  for (int e = 0; e < (act == BN_ACT_LUT ? 1 : 2); e++)
+    for (size_t d = 0; d < n_types; d++)
       {
         for (size_t g = 0; g < G_N_ELEMENTS (groups); g++)
           {
@@ -235,7 +242,7 @@ test_zero_rows (void)
   BnTensor w;
   make_weights (&w, BN_DTYPE_Q2, 128, 20, 256);
   float x[3 * 256] = { 0 }, y[3 * 20];
-  for (int act = BN_ACT_BF16; act <= BN_ACT_INT8; act++)
+  for (int act = BN_ACT_BF16; act <= BN_ACT_LUT; act++)
     {
       bn_linear_lowp (NULL, (BnActPrecision) act, &w, x, 3, 256, y, 20);
       for (size_t i = 0; i < G_N_ELEMENTS (y); i++)
@@ -244,7 +251,8 @@ test_zero_rows (void)
   bn_tensor_clear (&w);
 }
 
-/* Q4 and dense weights, and K not a multiple of 128, take the exact path. */
+/* Q4 and dense weights, and K not a multiple of 128, take the exact path;
+ * lut gives ternary weights to the bf16 path. */
 static void
 test_fallback (void)
 {
@@ -262,6 +270,8 @@ test_fallback (void)
   for (int i = 0; i < 9 * 128; i++)
     ((float *) d.data)[i] = (float) g_test_rand_double_range (-1.0, 1.0);
   g_assert_false (bn_linear_lowp_applies (isa, BN_ACT_INT8, &d));
+  g_assert_false (bn_linear_lowp_applies (isa, BN_ACT_LUT, &d));
+  g_assert_false (bn_linear_lowp_applies (isa, BN_ACT_LUT, &q4));
   const BnTensor *ws[] = { &q4, &q1, &d };
   for (size_t t = 0; t < G_N_ELEMENTS (ws); t++)
     {
@@ -269,12 +279,22 @@ test_fallback (void)
       for (size_t i = 0; i < G_N_ELEMENTS (x); i++)
         x[i] = (float) g_test_rand_double_range (-1.0, 1.0);
       bn_linear (NULL, ws[t], x, 4, 192, a, 9);
-      for (int act = BN_ACT_BF16; act <= BN_ACT_INT8; act++)
+      for (int act = BN_ACT_BF16; act <= BN_ACT_LUT; act++)
         {
           bn_linear_lowp (NULL, (BnActPrecision) act, ws[t], x, 4, 192, b, 9);
           g_assert_cmpmem (a, sizeof a, b, sizeof b);
         }
     }
+  BnTensor q2;
+  make_weights (&q2, BN_DTYPE_Q2, 128, 9, 256);
+  g_assert_false (bn_linear_lowp_applies (isa, BN_ACT_LUT, &q2));
+  float x2[4 * 256], a2[4 * 9], b2[4 * 9];
+  for (size_t i = 0; i < G_N_ELEMENTS (x2); i++)
+    x2[i] = (float) g_test_rand_double_range (-1.0, 1.0);
+  bn_linear_lowp (NULL, BN_ACT_BF16, &q2, x2, 4, 256, a2, 9);
+  bn_linear_lowp (NULL, BN_ACT_LUT, &q2, x2, 4, 256, b2, 9);
+  g_assert_cmpmem (a2, sizeof a2, b2, sizeof b2);
+  bn_tensor_clear (&q2);
   bn_tensor_clear (&q4);
   bn_tensor_clear (&q1);
   bn_tensor_clear (&d);
@@ -286,9 +306,11 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   static const PathCase paths[] = {
     { BN_ISA_AVX2, BN_ACT_INT8 }, { BN_ISA_AVX512, BN_ACT_INT8 }, { BN_ISA_AVX512, BN_ACT_BF16 },
+    { BN_ISA_AVX512, BN_ACT_LUT },
   };
   g_test_add_data_func ("/kernels/lowp/oracle-bound/bf16", GINT_TO_POINTER (BN_ACT_BF16), test_oracle_bound);
   g_test_add_data_func ("/kernels/lowp/oracle-bound/int8", GINT_TO_POINTER (BN_ACT_INT8), test_oracle_bound);
+  g_test_add_data_func ("/kernels/lowp/oracle-bound/lut", GINT_TO_POINTER (BN_ACT_LUT), test_oracle_bound);
   g_test_add_func ("/kernels/lowp/zero-rows", test_zero_rows);
   g_test_add_func ("/kernels/lowp/fallback", test_fallback);
   for (size_t i = 0; i < G_N_ELEMENTS (paths); i++)

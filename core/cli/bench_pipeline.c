@@ -227,7 +227,7 @@ bn_bench_pipeline (int argc, char **argv)
     { "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
       "Folder of the synthetic model (default: the user cache)", "DIR" },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &precisions,
-      "Comma-separated: auto, exact, bf16, int8; images after the first are "
+      "Comma-separated: auto, exact, bf16, int8, lut; images after the first are "
       "compared with it (default auto)", "LIST" },
     { NULL },
   };
@@ -254,7 +254,7 @@ bn_bench_pipeline (int argc, char **argv)
     if (n_prec == (int) G_N_ELEMENTS (prec) || !bonsai_precision_from_string (*p, &prec[n_prec++]))
       {
         fprintf (stderr, "bonsai-image: bench pipeline: --precision takes up to 8 of "
-                 "auto, exact, bf16, int8 (got '%s')\n", *p);
+                 "auto, exact, bf16, int8, lut (got '%s')\n", *p);
         return 2;
       }
   if (n_prec == 0)

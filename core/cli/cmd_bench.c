@@ -4,7 +4,8 @@
  *
  * `bench kernels` times y = x·Wᵀ for dense f32, dense bf16, binary (Q1, g128,
  * bf16 scales, biases −s/2) and ternary (Q2, g128, biases −s) weights — the
- * low-bit ones also with bf16 and int8 activations — and prints GFLOP/s
+ * low-bit ones also with bf16 and int8 activations, binary also by table
+ * lookup with 6-bit activations — and prints GFLOP/s
  * (2·M·N·K flops), the fraction of a measured peak (a register-only loop of
  * the row's own instructions on the same threads, so it tracks the real
  * clock) and the ratio to dense f32 on the same shape in the same run. */
@@ -30,9 +31,10 @@ static const KernelFormat formats[] = {
   { "binary", BN_DTYPE_Q1, BN_ACT_EXACT, 2 },
   { "bin-xbf16", BN_DTYPE_Q1, BN_ACT_BF16, 2 },
   { "bin-xi8", BN_DTYPE_Q1, BN_ACT_INT8, 2 },
-  { "ternary", BN_DTYPE_Q2, BN_ACT_EXACT, 5 },
-  { "ter-xbf16", BN_DTYPE_Q2, BN_ACT_BF16, 5 },
-  { "ter-xi8", BN_DTYPE_Q2, BN_ACT_INT8, 5 },
+  { "bin-lut", BN_DTYPE_Q1, BN_ACT_LUT, 2 },
+  { "ternary", BN_DTYPE_Q2, BN_ACT_EXACT, 6 },
+  { "ter-xbf16", BN_DTYPE_Q2, BN_ACT_BF16, 6 },
+  { "ter-xi8", BN_DTYPE_Q2, BN_ACT_INT8, 6 },
 };
 
 /* (K, N) of the DiT's linears: attention projections, the fused
@@ -295,13 +297,14 @@ bench_kernels (int argc, char **argv)
   const int n_m = rows > 0 ? 1 : quick ? (int) G_N_ELEMENTS (quick_m) : (int) G_N_ELEMENTS (full_m);
   const int n_threads = bn_thread_pool_size (pool);
   printf ("bench kernels: isa %s, %d thread%s; fp32 accumulation, fp32 activations\n"
-          "except in the -xbf16 rows (bf16) and -xi8 rows (int8 per token and group)\n",
+          "except in the -xbf16 rows (bf16), -xi8 rows (int8 per token and group)\n"
+          "and bin-lut (6 bits per token and group, table lookups)\n",
           bn_isa_name (isa), n_threads, n_threads == 1 ? "" : "s");
   /* Each row's peak column is against its own instructions' ceiling. */
-  double peaks[BN_ACT_INT8 + 1];
+  double peaks[BN_ACT_LUT + 1];
   peaks[BN_ACT_EXACT] = measure_peak (pool, bn_linear_path (isa), NULL);
   printf ("peak of register-only loops: fp32 FMA %.1f GFLOP/s", peaks[BN_ACT_EXACT]);
-  for (int a = BN_ACT_BF16; a <= BN_ACT_INT8; a++)
+  for (int a = BN_ACT_BF16; a <= BN_ACT_LUT; a++)
     {
       const BnLowpPath *lp = bn_lowp_path (isa, (BnActPrecision) a);
       peaks[a] = lp ? measure_peak (pool, NULL, lp) : 0.0;

@@ -34,7 +34,7 @@ detect (void)
 }
 
 /* AVX-512 extensions: bit 0 VNNI (CPUID 7.0 ECX 11), bit 1 BF16
- * (CPUID 7.1 EAX 5). */
+ * (CPUID 7.1 EAX 5), bit 2 VBMI (CPUID 7.0 ECX 1). */
 static unsigned
 detect_extensions (void)
 {
@@ -43,6 +43,8 @@ detect_extensions (void)
     return 0;
   if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && ((c >> 11) & 1))
     found |= 1;
+  if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && ((c >> 1) & 1))
+    found |= 4;
   if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && a >= 1
       && __get_cpuid_count (7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
     found |= 2;
@@ -72,6 +74,12 @@ gboolean
 bn_cpu_has_bf16 (void)
 {
   return (extensions () & 2) != 0;
+}
+
+gboolean
+bn_cpu_has_vbmi (void)
+{
+  return (extensions () & 4) != 0;
 }
 
 static BnIsa

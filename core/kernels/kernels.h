@@ -29,6 +29,8 @@ const char *bn_isa_name (BnIsa isa);
  * which the low-precision paths use within BN_ISA_AVX512. */
 gboolean bn_cpu_has_vnni (void);
 gboolean bn_cpu_has_bf16 (void);
+/* AVX-512 VBMI (byte permutes), which the LUT path needs with VNNI. */
+gboolean bn_cpu_has_vbmi (void);
 
 /* The oracle: double accumulation, one element at a time; single thread. */
 void bn_linear_ref (const BnTensor *w, const float *x, int64_t m,
@@ -47,11 +49,15 @@ void bn_linear (BnThreadPool *pool, const BnTensor *w, const float *x,
 /* Activation precision of a linear (linear_lowp.h).  EXACT is the fp32
  * path above; BF16 and INT8 round x (and only x) for speed.  Both apply to
  * binary and ternary W (Q1/Q2, K a multiple of 128, group size dividing
- * 128); BF16 also to dense bf16 W with an even K. */
+ * 128); BF16 also to dense bf16 W with an even K.  LUT applies to binary W
+ * only (group size 32, 64 or 128) and treats every other W as BF16 does
+ * (or exactly where BF16 is not available). */
 typedef enum {
   BN_ACT_EXACT,
   BN_ACT_BF16,  /* x to bf16; needs AVX-512 BF16 */
   BN_ACT_INT8,  /* x to int8 per token and weight group; AVX2 or VNNI */
+  BN_ACT_LUT,   /* as INT8, 4-term sums rounded to 4 steps, table lookups;
+                   VBMI + VNNI */
 } BnActPrecision;
 
 /* Whether `act` would round x for `w` on `isa` here; if not, the calls
@@ -66,13 +72,13 @@ void bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
 void bn_linear_lowp (BnThreadPool *pool, BnActPrecision act,
                      const BnTensor *w, const float *x, int64_t m,
                      int64_t ldx, float *y, int64_t ldy);
-/* The oracle of `act` (BF16 or INT8) for W binary or ternary: the same
- * rounding of x (and for BF16 of the weight values), then double sums;
- * single thread. */
+/* The oracle of `act` (BF16, INT8, or LUT for binary W) for W binary or
+ * ternary: the same rounding of x (and for BF16 of the weight values), then
+ * double sums; single thread. */
 void bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w,
                          const float *x, int64_t m, int64_t ldx, float *y,
                          int64_t ldy);
-/* "exact", "bf16" or "int8", for messages (bonsai_precision_from_string
+/* "exact", "bf16", "int8" or "lut", for messages (bonsai_precision_from_string
  * parses the public names). */
 const char *bn_act_precision_name (BnActPrecision act);
 

@@ -5,7 +5,7 @@
  *
  * Loop nest per thread, over its share of the N panels:
  *   panel of ≤ PANEL columns
- *     K block of BN_LOWP_KC: decode the panel's micro-panels (L2)
+ *     K block of the path's kc: decode the panel's micro-panels (L2)
  *       mr rows of x: copy (L1)
  *         nr columns: micro-kernel
  */
@@ -14,10 +14,6 @@
 
 #include <math.h>
 #include <string.h>
-
-/* 256 columns × 1024 k: 256 KiB (int8) or 512 KiB (bf16) of decoded panel,
- * which stays in a 1 MiB L2 while all the rows stream past. */
-#define PANEL 256
 
 /* Binary and ternary packs for both formats; dense bf16 (exact in bf16,
  * so only x is rounded) for BF16, whose pairs need an even K. */
@@ -28,6 +24,9 @@ weights_apply (BnActPrecision act, const BnTensor *w)
     return FALSE;
   if (w->dtype == BN_DTYPE_BF16)
     return act == BN_ACT_BF16 && w->shape[1] % 2 == 0;
+  if (act == BN_ACT_LUT)
+    return w->dtype == BN_DTYPE_Q1 && w->group_size >= 32 && 128 % w->group_size == 0
+           && w->shape[1] % 128 == 0;
   return (w->dtype == BN_DTYPE_Q1 || w->dtype == BN_DTYPE_Q2)
          && w->group_size > 0 && 128 % w->group_size == 0
          && w->shape[1] % 128 == 0;
@@ -72,7 +71,7 @@ bf16_row (const float *x, int64_t k, uint16_t *out)
 }
 
 typedef struct {
-  BnActPrecision act;
+  const BnLowpPath *path;
   const float *x;
   int64_t ldx, k;
   int group;
@@ -85,35 +84,35 @@ prepare_rows (void *ctx, int64_t begin, int64_t end, int thread_index)
 {
   (void) thread_index;
   const PrepJob *j = ctx;
+  const BnLowpPath *path = j->path;
   const int64_t groups = j->k / j->group;
+  guint8 *out = j->out;
   for (int64_t i = begin; i < end; i++)
-    if (j->act == BN_ACT_INT8)
-      quantize_row (j->x + i * j->ldx, j->k, j->group, (int8_t *) j->out + i * j->k,
-                    j->scale + i * groups, j->sum + i * groups);
+    if (path->prepare_row)
+      path->prepare_row (j->x + i * j->ldx, j->k, j->group, out + (size_t) (i * j->k) * path->x_bytes,
+                         j->scale + i * groups, j->sum + i * groups);
+    else if (path->act == BN_ACT_BF16)
+      bf16_row (j->x + i * j->ldx, j->k, (uint16_t *) out + i * j->k);
     else
-      bf16_row (j->x + i * j->ldx, j->k, (uint16_t *) j->out + i * j->k);
-}
-
-static size_t
-act_size (BnActPrecision act)
-{
-  return act == BN_ACT_INT8 ? 1 : 2;
+      quantize_row (j->x + i * j->ldx, j->k, j->group, (int8_t *) out + i * j->k,
+                    j->scale + i * groups, j->sum + i * groups);
 }
 
 /* Prepares x into one new block; FALSE when out of memory. */
 static gboolean
-prepare (BnThreadPool *pool, BnActPrecision act, const BnTensor *w,
+prepare (BnThreadPool *pool, const BnLowpPath *path, const BnTensor *w,
          const float *x, int64_t m, int64_t ldx, BnLowpX *out, void **block)
 {
-  const int64_t k = w->shape[1], groups = act == BN_ACT_INT8 ? k / w->group_size : 0;
-  const size_t xbytes = ((size_t) (m * k) * act_size (act) + 63) & ~(size_t) 63;
-  const size_t extra = act == BN_ACT_INT8 ? 2 * (size_t) (m * groups) * sizeof (float) : 0;
+  const gboolean grouped = path->act != BN_ACT_BF16;
+  const int64_t k = w->shape[1], groups = grouped ? k / w->group_size : 0;
+  const size_t xbytes = ((size_t) (m * k) * path->x_bytes + 63) & ~(size_t) 63;
+  const size_t extra = grouped ? 2 * (size_t) (m * groups) * sizeof (float) : 0;
   *block = g_try_malloc (xbytes + extra);
   if (!*block)
     return FALSE;
-  float *scale = act == BN_ACT_INT8 ? (float *) ((guint8 *) *block + xbytes) : NULL;
+  float *scale = grouped ? (float *) ((guint8 *) *block + xbytes) : NULL;
   float *sum = scale ? scale + m * groups : NULL;
-  PrepJob pj = { act, x, ldx, k, act == BN_ACT_INT8 ? w->group_size : 1, *block, scale, sum };
+  PrepJob pj = { path, x, ldx, k, grouped ? w->group_size : 1, *block, scale, sum };
   bn_parallel_for (pool, m, prepare_rows, &pj);
   *out = (BnLowpX) { *block, scale, sum, k, groups };
   return TRUE;
@@ -180,14 +179,14 @@ typedef struct {
 static size_t
 panel_bytes (const BnLowpPath *path, int64_t panel)
 {
-  return (size_t) panel * BN_LOWP_KC * act_size (path->act);
+  return (size_t) panel * path->kc / path->k_per_word * 4;
 }
 
 static size_t
 params_bytes (const BnLowpPath *path, int64_t panel)
 {
   /* INT8: s and b for every group of a block at the smallest group, 32. */
-  return path->act == BN_ACT_INT8 ? 2 * (size_t) panel * (BN_LOWP_KC / 32) * sizeof (float) : 0;
+  return path->act != BN_ACT_BF16 ? 2 * (size_t) panel * (path->kc / 32) * sizeof (float) : 0;
 }
 
 static void
@@ -197,9 +196,10 @@ lowp_chunk (void *ctx, int64_t begin, int64_t end, int thread_index)
   const BnLowpPath *path = job->path;
   /* Dense weights have no groups: one per block stands in (unused). */
   const int nr = path->nr, mr_max = path->mr;
-  const int group = job->w->group_size > 0 ? job->w->group_size : BN_LOWP_KC;
-  const size_t esz = act_size (path->act);
-  const int kpl = (int) (4 / esz); /* k per 32-bit lane */
+  const int KC = path->kc;
+  const int group = job->w->group_size > 0 ? job->w->group_size : KC;
+  const size_t esz = (size_t) path->x_bytes;
+  const int kpl = path->k_per_word;
   const int64_t n_out = job->w->shape[0], k_in = job->w->shape[1];
   guint8 *base = job->scratch + (size_t) thread_index * job->scratch_bytes;
   uint32_t *wq = (uint32_t *) base;
@@ -209,9 +209,9 @@ lowp_chunk (void *ctx, int64_t begin, int64_t end, int thread_index)
     {
       const int64_t n0 = p * job->panel;
       const int nc = (int) MIN (job->panel, n_out - n0);
-      for (int64_t k0 = 0; k0 < k_in; k0 += BN_LOWP_KC)
+      for (int64_t k0 = 0; k0 < k_in; k0 += KC)
         {
-          const int kc = (int) MIN (BN_LOWP_KC, k_in - k0);
+          const int kc = (int) MIN (KC, k_in - k0);
           const int gpb = (kc + group - 1) / group; /* groups in this block */
           for (int j = 0; j < nc; j += nr)
             {
@@ -224,10 +224,10 @@ lowp_chunk (void *ctx, int64_t begin, int64_t end, int thread_index)
               const int mr = (int) MIN (mr_max, job->m - i0);
               const guint8 *src = (const guint8 *) job->x.x + ((size_t) (i0 * job->x.k + k0)) * esz;
               for (int i = 0; i < mr; i++)
-                memcpy (xp + (size_t) i * BN_LOWP_KC * esz, src + (size_t) (i * job->x.k) * esz,
+                memcpy (xp + (size_t) i * KC * esz, src + (size_t) (i * job->x.k) * esz,
                         (size_t) kc * esz);
               for (int i = mr; i < mr_max; i++)
-                memset (xp + (size_t) i * BN_LOWP_KC * esz, 0, (size_t) kc * esz);
+                memset (xp + (size_t) i * KC * esz, 0, (size_t) kc * esz);
               const float *a = job->x.scale ? job->x.scale + i0 * job->x.groups + k0 / group : NULL;
               const float *sum = job->x.sum ? job->x.sum + i0 * job->x.groups + k0 / group : NULL;
               float *y = job->y + i0 * job->ldy + n0;
@@ -248,6 +248,9 @@ bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
                     const BnTensor *w, const float *x, int64_t m, int64_t ldx,
                     float *y, int64_t ldy)
 {
+  /* LUT serves binary weights; the rest go as bf16 where they can. */
+  if (act == BN_ACT_LUT && !(bn_lowp_path (isa, act) && weights_apply (act, w)))
+    act = BN_ACT_BF16;
   const BnLowpPath *path = bn_lowp_path (isa, act);
   if (!path || !weights_apply (act, w))
     {
@@ -262,13 +265,13 @@ bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
   const int threads = bn_thread_pool_size (pool);
   const int64_t n_out = w->shape[0];
   int64_t per_thread = (n_out + threads - 1) / threads;
-  int64_t panel = MIN (PANEL, (per_thread + path->nr - 1) / path->nr * path->nr);
+  int64_t panel = MIN (path->panel, (per_thread + path->nr - 1) / path->nr * path->nr);
   size_t per = panel_bytes (path, panel) + params_bytes (path, panel)
-               + (size_t) BN_LOWP_MR_MAX * BN_LOWP_KC * act_size (act);
+               + (size_t) BN_LOWP_MR_MAX * path->kc * path->x_bytes;
   per = (per + 63) & ~(size_t) 63;
   void *xblock = NULL, *block = NULL;
   BnLowpX px;
-  if (!prepare (pool, act, w, x, m, ldx, &px, &xblock)
+  if (!prepare (pool, path, w, x, m, ldx, &px, &xblock)
       || !(block = g_try_malloc (per * (size_t) threads + 64)))
     {
       /* Out of memory for the scratch: the exact path needs less. */
@@ -299,7 +302,7 @@ void
 bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w, const float *x,
                     int64_t m, int64_t ldx, float *y, int64_t ldy)
 {
-  g_return_if_fail ((act == BN_ACT_BF16 || act == BN_ACT_INT8) && weights_apply (act, w));
+  g_return_if_fail (act != BN_ACT_EXACT && weights_apply (act, w));
   const int64_t n_out = w->shape[0], k = w->shape[1];
   const gboolean dense = w->dtype == BN_DTYPE_BF16;
   const int group = dense ? (int) k : w->group_size;
@@ -309,7 +312,7 @@ bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w, const float *x,
   float *scale = g_new (float, groups), *sum = g_new (float, groups);
   for (int64_t i = 0; i < m; i++)
     {
-      if (act == BN_ACT_INT8)
+      if (act != BN_ACT_BF16)
         quantize_row (x + i * ldx, k, group, q, scale, sum);
       else
         bf16_row (x + i * ldx, k, xb);
@@ -328,6 +331,20 @@ bn_linear_lowp_ref (BnActPrecision act, const BnTensor *w, const float *x,
                   for (int t = 0; t < group; t++)
                     dot += (int64_t) bn_packed_get_code (w, n, g * group + t) * q[g * group + t];
                   acc += (double) s * scale[g] * (double) dot + (double) b * sum[g];
+                }
+              else if (act == BN_ACT_LUT)
+                {
+                  /* Each quad's sum rounded as its table entry is: to a
+                   * multiple of 4, halves to even. */
+                  int64_t dot = 0;
+                  for (int t = 0; t < group; t += 4)
+                    {
+                      int quad = 0;
+                      for (int u = 0; u < 4; u++)
+                        quad += (int) bn_packed_get_code (w, n, g * group + t + u) * q[g * group + t + u];
+                      dot += (quad + 1 + ((quad >> 2) & 1)) >> 2;
+                    }
+                  acc += (double) s * (4.0 * scale[g]) * (double) dot + (double) b * sum[g];
                 }
               else
                 for (int t = 0; t < group; t++)
@@ -357,6 +374,9 @@ bn_lowp_path (BnIsa isa, BnActPrecision act)
       if (isa >= BN_ISA_AVX512 && bn_cpu_has_vnni ())
         return &bn_lowp_path_vnni_int8;
       return isa >= BN_ISA_AVX2 ? &bn_lowp_path_avx2_int8 : NULL;
+    case BN_ACT_LUT:
+      return isa >= BN_ISA_AVX512 && bn_cpu_has_vbmi () && bn_cpu_has_vnni ()
+             ? &bn_lowp_path_vbmi_lut : NULL;
     default:
       return NULL;
     }
@@ -370,6 +390,7 @@ bn_act_precision_name (BnActPrecision act)
     case BN_ACT_EXACT: return "exact";
     case BN_ACT_BF16: return "bf16";
     case BN_ACT_INT8: return "int8";
+    case BN_ACT_LUT: return "lut";
     default: return "invalid";
     }
 }

@@ -105,6 +105,10 @@ dot_loop (int64_t iters)
 const BnLowpPath bn_lowp_path_vnni_int8 = {
   .name = "int8 avx512-vnni",
   .mr = MR,
+  .kc = BN_LOWP_KC,
+  .panel = BN_LOWP_PANEL,
+  .x_bytes = 1,
+  .k_per_word = 4,
   .nr = NR,
   .act = BN_ACT_INT8,
   .decode = bn_lowp_decode_codes,

@@ -100,9 +100,12 @@ typedef enum {
   BONSAI_PRECISION_BF16,   /* activations rounded to bf16, fp32 sums       */
   BONSAI_PRECISION_INT8,   /* activations rounded to int8 per token and
                               weight group, exact integer sums             */
+  BONSAI_PRECISION_LUT,    /* binary weights by table lookup: activations
+                              as INT8, sums of 4 rounded to 4 int8 steps;
+                              other weights as BF16 (needs AVX-512 VBMI)   */
 } BonsaiPrecision;
 
-/* "auto", "exact", "bf16" or "int8"; FALSE for anything else. */
+/* "auto", "exact", "bf16", "int8" or "lut"; FALSE for anything else. */
 BONSAI_API gboolean bonsai_precision_from_string (const char *name,
                                                   BonsaiPrecision *out);
 
