@@ -14,6 +14,8 @@
 #   FLUX2C_MODEL     its model folder (bf16 safetensors, diffusers layout)
 #   SD_TYPES         sd.cpp weight types (default "bf16 q1_0 tq2_0")
 #   ONLY             regex on "engine-build-type" to run a subset
+#   PRECISIONS       ours, the first the reference of PSNR (default
+#                    exact,bf16,int8,lut)
 #
 # A peer whose variable is unset is skipped, saying so.  Per-step times are
 # the engines' own per-step figures (sd.cpp's s/it, flux2.c's "Step N: ms",
@@ -48,7 +50,7 @@ for bits in 1 2; do
   wanted "bonsai-image-cpu-$name" || continue
   log=$LOGS/bonsai-$bits.log
   "$BONSAI_IMAGE" bench pipeline --bits "$bits" --size "$SIZE" --steps 1 \
-    --threads "$THREADS" --precision exact,bf16,int8 >"$log" 2>&1
+    --threads "$THREADS" --precision "${PRECISIONS:-exact,bf16,int8,lut}" >"$log" 2>&1
   grep -E "^ +$SIZE×$SIZE" "$log" | while read -r _ prec sstep _; do
     rss=$(grep -E "^ +$SIZE×$SIZE +$prec " "$log" | grep -oE 'peak RSS [0-9]+ MiB' | awk '{printf "%.2f", $3/1024}')
     row bonsai-image "x $prec" "$name MLX" "$sstep" "$rss"

@@ -298,7 +298,7 @@ bench_kernels (int argc, char **argv)
   const int n_threads = bn_thread_pool_size (pool);
   printf ("bench kernels: isa %s, %d thread%s; fp32 accumulation, fp32 activations\n"
           "except in the -xbf16 rows (bf16), -xi8 rows (int8 per token and group)\n"
-          "and bin-lut (6 bits per token and group, table lookups)\n",
+          "and bin-lut (int8 per token and group, sums of 4 rounded to 4 steps, table lookups)\n",
           bn_isa_name (isa), n_threads, n_threads == 1 ? "" : "s");
   /* Each row's peak column is against its own instructions' ceiling. */
   double peaks[BN_ACT_LUT + 1];

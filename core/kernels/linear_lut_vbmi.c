@@ -203,9 +203,12 @@ dot_loop (int64_t iters)
     {
 #pragma GCC unroll 12
       for (int i = 0; i < DOT_CHAINS; i++)
-        acc[i] = _mm512_dpbusd_epi32 (acc[i], ones, _mm512_permutexvar_epi8 (idx, t));
-      /* Opaque to the compiler, so the lookups are not hoisted. */
-      __asm__ volatile ("" : "+v" (t), "+v" (idx));
+        {
+          acc[i] = _mm512_dpbusd_epi32 (acc[i], ones, _mm512_permutexvar_epi8 (idx, t));
+          /* Opaque to the compiler, so every lookup is done, not one
+           * shared by all the chains. */
+          __asm__ volatile ("" : "+v" (idx));
+        }
     }
   __m512i total = _mm512_setzero_si512 ();
 #pragma GCC unroll 12

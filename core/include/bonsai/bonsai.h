@@ -94,7 +94,8 @@ typedef enum {
  * ternary weights and, for BF16, by the VAE's bf16 convolution weights
  * (the weights themselves are always used exactly). */
 typedef enum {
-  BONSAI_PRECISION_AUTO,   /* BF16 where the CPU has AVX-512 BF16, else
+  BONSAI_PRECISION_AUTO,   /* LUT where the CPU has AVX-512 VBMI and VNNI,
+                              else BF16 where it has AVX-512 BF16, else
                               EXACT (README: Precision)                    */
   BONSAI_PRECISION_EXACT,  /* fp32 activations, the reference arithmetic   */
   BONSAI_PRECISION_BF16,   /* activations rounded to bf16, fp32 sums       */
