@@ -21,6 +21,9 @@ struct BnThreadPool {
   BnParallelFn fn;
   void *ctx;
   int64_t n;
+  GMutex scratch_lock; /* held from acquire to release */
+  void *scratch;
+  size_t scratch_bytes;
 };
 
 typedef struct {
@@ -87,6 +90,7 @@ bn_thread_pool_new (int n_threads, GError **error)
   pool->threads = g_new0 (GThread *, n_threads);
   g_mutex_init (&pool->call_lock);
   g_mutex_init (&pool->lock);
+  g_mutex_init (&pool->scratch_lock);
   g_cond_init (&pool->start);
   g_cond_init (&pool->done);
   for (int i = 1; i < n_threads; i++)
@@ -123,6 +127,8 @@ bn_thread_pool_free (BnThreadPool *pool)
     if (pool->threads[i])
       g_thread_join (pool->threads[i]);
   g_free (pool->threads);
+  g_free (pool->scratch);
+  g_mutex_clear (&pool->scratch_lock);
   g_mutex_clear (&pool->call_lock);
   g_mutex_clear (&pool->lock);
   g_cond_clear (&pool->start);
@@ -163,4 +169,30 @@ bn_parallel_for (BnThreadPool *pool, int64_t n, BnParallelFn fn, void *ctx)
     g_cond_wait (&pool->done, &pool->lock);
   g_mutex_unlock (&pool->lock);
   g_mutex_unlock (&pool->call_lock);
+}
+
+void *
+bn_thread_pool_scratch_acquire (BnThreadPool *pool, size_t bytes)
+{
+  g_return_val_if_fail (pool != NULL, NULL);
+  g_mutex_lock (&pool->scratch_lock);
+  if (bytes > pool->scratch_bytes)
+    {
+      /* Replaced, not realloc'd: the old contents need not survive. */
+      g_free (pool->scratch);
+      pool->scratch = g_try_malloc (bytes + 63);
+      pool->scratch_bytes = pool->scratch ? bytes : 0;
+      if (!pool->scratch)
+        {
+          g_mutex_unlock (&pool->scratch_lock);
+          return NULL;
+        }
+    }
+  return (void *) (((uintptr_t) pool->scratch + 63) & ~(uintptr_t) 63);
+}
+
+void
+bn_thread_pool_scratch_release (BnThreadPool *pool)
+{
+  g_mutex_unlock (&pool->scratch_lock);
 }

@@ -28,4 +28,13 @@ int bn_thread_pool_size (const BnThreadPool *pool);
 void bn_parallel_for (BnThreadPool *pool, int64_t n, BnParallelFn fn,
                       void *ctx);
 
+/* The pool's scratch memory, so that kernels called many times per step
+ * (the low-precision linears' prepared activations) do not allocate and
+ * fault in fresh pages on every call: at least `bytes`, 64-byte aligned,
+ * owned by the pool and kept (grown as needed) until it is freed.  The
+ * caller holds it until bn_thread_pool_scratch_release; a second caller
+ * waits.  NULL when it cannot grow (the caller then allocates itself). */
+void *bn_thread_pool_scratch_acquire (BnThreadPool *pool, size_t bytes);
+void bn_thread_pool_scratch_release (BnThreadPool *pool);
+
 #endif

@@ -1,7 +1,10 @@
 /* test-threadpool.c — static partitioning covers every index exactly once,
  * chunk boundaries follow the documented formula, and the pool survives many
- * back-to-back calls. */
+ * back-to-back calls, and its scratch memory is kept, grown and held by one
+ * caller at a time. */
 #include "threadpool.h"
+
+#include <string.h>
 
 typedef struct {
   gint *hits;
@@ -72,11 +75,57 @@ test_many_calls (void)
   bn_thread_pool_free (pool);
 }
 
+/* The pool's scratch: 64-byte aligned, kept while big enough, grown when
+ * not; a second host thread waits while the first holds it. */
+typedef struct {
+  BnThreadPool *pool;
+  gint acquired;
+} ScratchWait;
+
+static gpointer
+scratch_waiter (gpointer data)
+{
+  ScratchWait *sw = data;
+  bn_thread_pool_scratch_acquire (sw->pool, 16);
+  g_atomic_int_set (&sw->acquired, 1);
+  bn_thread_pool_scratch_release (sw->pool);
+  return NULL;
+}
+
+static void
+test_scratch (void)
+{
+  GError *error = NULL;
+  BnThreadPool *pool = bn_thread_pool_new (2, &error);
+  g_assert_no_error (error);
+  guint8 *a = bn_thread_pool_scratch_acquire (pool, 1000);
+  g_assert_nonnull (a);
+  g_assert_cmpuint ((uintptr_t) a % 64, ==, 0);
+  memset (a, 1, 1000);
+  bn_thread_pool_scratch_release (pool);
+  guint8 *b = bn_thread_pool_scratch_acquire (pool, 500);
+  g_assert_true (a == b);
+  bn_thread_pool_scratch_release (pool);
+  guint8 *c = bn_thread_pool_scratch_acquire (pool, 1 << 20);
+  g_assert_nonnull (c);
+  g_assert_cmpuint ((uintptr_t) c % 64, ==, 0);
+  memset (c, 2, 1 << 20);
+  ScratchWait sw = { pool, 0 };
+  GThread *t = g_thread_new ("waiter", scratch_waiter, &sw);
+  g_usleep (50000);
+  g_assert_cmpint (g_atomic_int_get (&sw.acquired), ==, 0);
+  bn_thread_pool_scratch_release (pool);
+  g_thread_join (t);
+  g_assert_cmpint (g_atomic_int_get (&sw.acquired), ==, 1);
+  bn_thread_pool_free (pool);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/threadpool/partition", test_partition);
   g_test_add_func ("/threadpool/many-calls", test_many_calls);
+  g_test_add_func ("/threadpool/scratch", test_scratch);
   return g_test_run ();
 }

@@ -98,24 +98,31 @@ prepare_rows (void *ctx, int64_t begin, int64_t end, int thread_index)
                     j->scale + i * groups, j->sum + i * groups);
 }
 
-/* Prepares x into one new block; FALSE when out of memory. */
-static gboolean
+/* Bytes of the prepared x (a multiple of 64): codes or tables, then the
+ * groups' scales and sums, *xbytes of them the former. */
+static size_t
+prepared_bytes (const BnLowpPath *path, const BnTensor *w, int64_t m, size_t *xbytes)
+{
+  const int64_t k = w->shape[1];
+  const int64_t groups = path->act != BN_ACT_BF16 ? k / w->group_size : 0;
+  *xbytes = ((size_t) (m * k) * path->x_bytes + 63) & ~(size_t) 63;
+  return *xbytes + ((2 * (size_t) (m * groups) * sizeof (float) + 63) & ~(size_t) 63);
+}
+
+/* Prepares x into `block` (prepared_bytes of it, 64-byte aligned). */
+static void
 prepare (BnThreadPool *pool, const BnLowpPath *path, const BnTensor *w,
-         const float *x, int64_t m, int64_t ldx, BnLowpX *out, void **block)
+         const float *x, int64_t m, int64_t ldx, BnLowpX *out, guint8 *block)
 {
   const gboolean grouped = path->act != BN_ACT_BF16;
   const int64_t k = w->shape[1], groups = grouped ? k / w->group_size : 0;
-  const size_t xbytes = ((size_t) (m * k) * path->x_bytes + 63) & ~(size_t) 63;
-  const size_t extra = grouped ? 2 * (size_t) (m * groups) * sizeof (float) : 0;
-  *block = g_try_malloc (xbytes + extra);
-  if (!*block)
-    return FALSE;
-  float *scale = grouped ? (float *) ((guint8 *) *block + xbytes) : NULL;
+  size_t xbytes;
+  prepared_bytes (path, w, m, &xbytes);
+  float *scale = grouped ? (float *) (block + xbytes) : NULL;
   float *sum = scale ? scale + m * groups : NULL;
-  PrepJob pj = { path, x, ldx, k, grouped ? w->group_size : 1, *block, scale, sum };
+  PrepJob pj = { path, x, ldx, k, grouped ? w->group_size : 1, block, scale, sum };
   bn_parallel_for (pool, m, prepare_rows, &pj);
-  *out = (BnLowpX) { *block, scale, sum, k, groups };
-  return TRUE;
+  *out = (BnLowpX) { block, scale, sum, k, groups };
 }
 
 /* ---- the portable INT8 decoder --------------------------------------------- */
@@ -269,24 +276,33 @@ bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
   size_t per = panel_bytes (path, panel) + params_bytes (path, panel)
                + (size_t) BN_LOWP_MR_MAX * path->kc * path->x_bytes;
   per = (per + 63) & ~(size_t) 63;
-  void *xblock = NULL, *block = NULL;
-  BnLowpX px;
-  if (!prepare (pool, path, w, x, m, ldx, &px, &xblock)
-      || !(block = g_try_malloc (per * (size_t) threads + 64)))
+  size_t xbytes;
+  const size_t prep = prepared_bytes (path, w, m, &xbytes);
+  const size_t total = prep + per * (size_t) threads;
+  /* The pool's scratch when there is a pool (a step calls this a few
+   * hundred times: fresh blocks would be faulted in every time), else a
+   * block of our own. */
+  void *own = NULL;
+  guint8 *region = pool ? bn_thread_pool_scratch_acquire (pool, total) : NULL;
+  if (!region && (own = g_try_malloc (total + 63)))
+    region = (guint8 *) (((uintptr_t) own + 63) & ~(uintptr_t) 63);
+  if (!region)
     {
       /* Out of memory for the scratch: the exact path needs less. */
-      g_free (xblock);
       bn_linear_isa (pool, isa, w, x, m, ldx, y, ldy);
       return;
     }
+  BnLowpX px;
+  prepare (pool, path, w, x, m, ldx, &px, region);
   LowpJob job = {
     .path = path, .w = w, .x = px, .m = m, .y = y, .ldy = ldy, .panel = panel,
-    .scratch = (guint8 *) (((uintptr_t) block + 63) & ~(uintptr_t) 63),
-    .scratch_bytes = per,
+    .scratch = region + prep, .scratch_bytes = per,
   };
   bn_parallel_for (pool, (n_out + panel - 1) / panel, lowp_chunk, &job);
-  g_free (block);
-  g_free (xblock);
+  if (own)
+    g_free (own);
+  else
+    bn_thread_pool_scratch_release (pool);
 }
 
 void
