@@ -111,6 +111,9 @@ def main():
                          "in 32 tokens); 0: always all 512")
     ap.add_argument("--full-frac", type=float, default=0.15,
                     help="with --short-text, the fraction of steps that see all 512")
+    ap.add_argument("--reuse", type=int, default=1,
+                    help="steps per rendered batch, each with fresh noise and sigmas "
+                         "(rendering and encoding cost as much as a small model's step)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -130,7 +133,8 @@ def main():
     t0, step, ema, ema_full = time.time(), 0, None, None
     warm = 200
     while (step < a.steps) if a.steps else (time.time() < t_end):
-        x0, ctx = data.batch(a.batch)
+        if step % a.reuse == 0:
+            x0, ctx = data.batch(a.batch)
         # The pipeline always feeds 512 positions, mostly padding; the text
         # stream then costs 9x the image's.  Steps on the captions' own tokens
         # learn the conditioning 9x cheaper; the full-length steps keep the
@@ -171,7 +175,8 @@ def main():
     json.dump(cfg, open(os.path.join(a.ckpt, a.out + "_config.json"), "w"), indent=1)
     json.dump({"steps": step, "loss": ema, "bits": a.bits, "seed": a.seed, "lr": lr,
                "batch": a.batch, "minutes": a.minutes, "init": a.init,
-               "short_text": a.short_text, "full_frac": a.full_frac},
+               "short_text": a.short_text, "full_frac": a.full_frac,
+               "reuse": a.reuse},
               open(os.path.join(a.ckpt, a.out + "_train.json"), "w"), indent=1)
     print(f"done: {step} steps, loss {ema:.4f}")
 
