@@ -10,18 +10,11 @@
 #define MR 12
 #define NR 32
 
-/* The first n of 16 lanes. */
-static inline __mmask16
-lanes (int n)
-{
-  return n >= 16 ? (__mmask16) 0xffff : n <= 0 ? 0 : (__mmask16) ((1u << n) - 1u);
-}
-
 static void
 tile_12x32 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
             int mr, int nn, gboolean accumulate)
 {
-  const __mmask16 m0 = lanes (nn), m1 = lanes (nn - 16);
+  const __mmask16 m0 = bn_lanes16 (nn), m1 = bn_lanes16 (nn - 16);
   __m512 acc[MR][2];
   /* Constant row indices throughout, so the accumulators stay in registers. */
 #pragma GCC unroll 12
@@ -59,7 +52,7 @@ tile_12x32 (const float *xp, const float *wp, int kc, float *y, int64_t ldy,
 static inline __m512
 load_row16 (BnDType dtype, const void *src, int n)
 {
-  const __mmask16 m = lanes (n);
+  const __mmask16 m = bn_lanes16 (n);
   if (dtype == BN_DTYPE_F32)
     return _mm512_maskz_loadu_ps (m, src);
   const __m256i h = _mm256_maskz_loadu_epi16 (m, src);

@@ -14,12 +14,6 @@
 #define MR 12
 #define NR 32
 
-static inline __mmask16
-lanes (int n)
-{
-  return n >= 16 ? (__mmask16) 0xffff : n <= 0 ? 0 : (__mmask16) ((1u << n) - 1u);
-}
-
 static void
 tile_12x32 (const void *xpv, const uint32_t *wq, const float *s,
             const float *b, int kc, int group, const float *a,
@@ -28,7 +22,7 @@ tile_12x32 (const void *xpv, const uint32_t *wq, const float *s,
 {
   (void) s, (void) b, (void) group, (void) a, (void) sum, (void) lda;
   const uint16_t *xp = xpv;
-  const __mmask16 m0 = lanes (nn), m1 = lanes (nn - 16);
+  const __mmask16 m0 = bn_lanes16 (nn), m1 = bn_lanes16 (nn - 16);
   __m512 acc[MR][2];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; i++)
@@ -75,7 +69,7 @@ decode_dense (const BnTensor *w, int64_t n0, int nn, int64_t k0, int kc,
   for (int h = 0; h < NR; h += 16)
     for (int p = 0; p < pairs; p += 16)
       {
-        const __mmask16 m = lanes (pairs - p);
+        const __mmask16 m = bn_lanes16 (pairs - p);
         __m512 r[16];
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)

@@ -3,17 +3,12 @@
  * unsigned, times 4 broadcast activation bytes, signed), folded into float
  * per weight group.  Built with -mavx512vnni; reached only after CPUID. */
 #include "linear_lowp.h"
+#include "linear_tile.h"
 
 #include <immintrin.h>
 
 #define MR 12
 #define NR 32
-
-static inline __mmask16
-lanes (int n)
-{
-  return n >= 16 ? (__mmask16) 0xffff : n <= 0 ? 0 : (__mmask16) ((1u << n) - 1u);
-}
 
 static inline __m512i
 bcast4 (const int8_t *p)
@@ -30,7 +25,7 @@ tile_12x32 (const void *xpv, const uint32_t *wq, const float *s,
             int nn, gboolean accumulate)
 {
   const int8_t *xp = xpv;
-  const __mmask16 m0 = lanes (nn), m1 = lanes (nn - 16);
+  const __mmask16 m0 = bn_lanes16 (nn), m1 = bn_lanes16 (nn - 16);
   /* The float sums live in L1, not in registers: the 24 int32
    * accumulators need most of the 32. */
   float f[MR][NR] __attribute__ ((aligned (64)));

@@ -4,8 +4,8 @@
  * For each token and each 16 consecutive k, a 64-byte table holds, for the
  * 4 quads of k in it, the 16 subset sums of the quad's int8 activations,
  * divided by 4 and rounded to nearest even so that they fit a signed byte
- * without bias: T[16·g + c] = rne(Σ_{bit i of c} xq[4g + i] / 4).  A binary weight
- * quad is a 4-bit code c, so VPERMB(index = 16·g | c, T) returns 64 partial
+ * without bias: T[16·g + c] = rne(Σ_{bit i of c} xq[4g + i] / 4).  A
+ * binary weight quad is a 4-bit code c, so VPERMB(index = 16·g | c, T) returns 64 partial
  * sums of 4 products at once — 16 rows × 4 quads — and VPDPBUSD with a
  * vector of ones adds each row's 4 into its int32 lane: 256 multiply-adds
  * for two instructions, where VPDPBUSD alone does 64 and VDPBF16PS 32.  The
@@ -126,14 +126,9 @@ decode_indices (const BnTensor *w, int64_t n0, int nn, int nr, int64_t k0, int k
     }
 }
 
-static inline __mmask16
-lanes (int n)
-{
-  return n >= 16 ? (__mmask16) 0xffff : n <= 0 ? 0 : (__mmask16) ((1u << n) - 1u);
-}
-
-/* MR tokens × NR columns.  xp: the tokens' tables, KC·4 bytes apart; wq: the index panel.  Per weight group the int32 lookup sums are
- * folded into float with the group's s·a and b·Σx, as in the INT8 path. */
+/* MR tokens × NR columns.  xp: the tokens' tables, KC·4 bytes apart; wq:
+ * the index panel.  Per weight group the int32 lookup sums are folded into
+ * float with the group's s·a and b·Σx, as in the INT8 path. */
 static void
 tile_6x32 (const void *xpv, const uint32_t *wq, const float *s, const float *b,
            int kc, int group, const float *a, const float *sum, int64_t lda,
@@ -141,7 +136,7 @@ tile_6x32 (const void *xpv, const uint32_t *wq, const float *s, const float *b,
 {
   const int8_t *xp = xpv;
   const uint8_t *wi = (const uint8_t *) wq;
-  const __mmask16 m0 = lanes (nn), m1 = lanes (nn - 16);
+  const __mmask16 m0 = bn_lanes16 (nn), m1 = bn_lanes16 (nn - 16);
   const __m512i ones = _mm512_set1_epi8 (1);
   __m512 f[MR][2];
 #pragma GCC unroll 6

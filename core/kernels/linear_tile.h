@@ -59,6 +59,14 @@ extern const BnLinearPath bn_linear_path_avx512;
 /* The path of `isa`, which the CPU must support. */
 const BnLinearPath *bn_linear_path (BnIsa isa);
 
+/* The mask of the first n of 16 lanes (none for n <= 0, all for n >= 16):
+ * the AVX-512 paths' masked loads and stores of a partial micro-panel. */
+static inline uint16_t
+bn_lanes16 (int n)
+{
+  return n >= 16 ? (uint16_t) 0xffff : n <= 0 ? 0 : (uint16_t) ((1u << n) - 1u);
+}
+
 /* Scale and bias of group g of W for columns n0 .. n0+nn-1 into s[0..nr)
  * and b[0..nr), zero past nn so that padding columns decode to 0. */
 static inline void
