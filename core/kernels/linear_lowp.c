@@ -109,15 +109,15 @@ prepared_bytes (const BnLowpPath *path, const BnTensor *w, int64_t m, size_t *xb
   return *xbytes + ((2 * (size_t) (m * groups) * sizeof (float) + 63) & ~(size_t) 63);
 }
 
-/* Prepares x into `block` (prepared_bytes of it, 64-byte aligned). */
+/* Prepares x into `block` (prepared_bytes of it, 64-byte aligned; the
+ * scales and sums start xbytes in). */
 static void
 prepare (BnThreadPool *pool, const BnLowpPath *path, const BnTensor *w,
-         const float *x, int64_t m, int64_t ldx, BnLowpX *out, guint8 *block)
+         const float *x, int64_t m, int64_t ldx, BnLowpX *out, guint8 *block,
+         size_t xbytes)
 {
   const gboolean grouped = path->act != BN_ACT_BF16;
   const int64_t k = w->shape[1], groups = grouped ? k / w->group_size : 0;
-  size_t xbytes;
-  prepared_bytes (path, w, m, &xbytes);
   float *scale = grouped ? (float *) (block + xbytes) : NULL;
   float *sum = scale ? scale + m * groups : NULL;
   PrepJob pj = { path, x, ldx, k, grouped ? w->group_size : 1, block, scale, sum };
@@ -293,7 +293,7 @@ bn_linear_lowp_isa (BnThreadPool *pool, BnIsa isa, BnActPrecision act,
       return;
     }
   BnLowpX px;
-  prepare (pool, path, w, x, m, ldx, &px, region);
+  prepare (pool, path, w, x, m, ldx, &px, region, xbytes);
   LowpJob job = {
     .path = path, .w = w, .x = px, .m = m, .y = y, .ldy = ldy, .panel = panel,
     .scratch = region + prep, .scratch_bytes = per,
