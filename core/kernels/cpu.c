@@ -41,12 +41,14 @@ detect_extensions (void)
   unsigned a, b, c, d, found = 0;
   if (detect () != BN_ISA_AVX512)
     return 0;
-  if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && ((c >> 11) & 1))
+  if (!__get_cpuid_count (7, 0, &a, &b, &c, &d))
+    return 0;
+  if ((c >> 11) & 1)
     found |= 1;
-  if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && ((c >> 1) & 1))
+  if ((c >> 1) & 1)
     found |= 4;
-  if (__get_cpuid_count (7, 0, &a, &b, &c, &d) && a >= 1
-      && __get_cpuid_count (7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
+  /* Leaf 7 sub-leaf 1 exists when sub-leaf 0's EAX says so. */
+  if (a >= 1 && __get_cpuid_count (7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
     found |= 2;
   return found;
 }
