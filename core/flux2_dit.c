@@ -260,7 +260,8 @@ attention (const Fwd *f)
     .v = f->qkv + 2 * c->dim, .ldv = f->ld_qkv,
     .out = f->att, .ldo = c->dim,
     .scale = (float) (1.0 / sqrt ((double) c->head_dim)),
-    .bf16 = f->act == BN_ACT_BF16 || f->act == BN_ACT_LUT, /* lut: all but binary linears as bf16 */
+    /* lut runs everything but the binary linears as bf16. */
+    .bf16 = f->act == BN_ACT_BF16 || f->act == BN_ACT_LUT,
   };
   bn_attention (f->pool, &a);
 }

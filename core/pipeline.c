@@ -53,7 +53,7 @@ bn_act_precision_of (BonsaiPrecision precision)
     case BONSAI_PRECISION_INT8: return BN_ACT_INT8;
     case BONSAI_PRECISION_LUT: return BN_ACT_LUT;
     default:
-      /* lut: binary linears 2-2.7x faster than bf16 at a 512² image's
+      /* lut: binary linears 2.1-2.6x faster than bf16 at a 512² image's
        * 46 dB PSNR against exact (docs/PERFORMANCE.md); it hands every
        * other weight to bf16.  bf16 rounds x about 6 times less than int8
        * per group and, on the CPUs that have it, runs as fast or faster. */

@@ -5,7 +5,7 @@
  * `bench kernels` times y = x·Wᵀ for dense f32, dense bf16, binary (Q1, g128,
  * bf16 scales, biases −s/2) and ternary (Q2, g128, biases −s) weights — the
  * low-bit ones also with bf16 and int8 activations, binary also by table
- * lookup with 6-bit activations — and prints GFLOP/s
+ * lookup (int8 activations, sums of 4 rounded) — and prints GFLOP/s
  * (2·M·N·K flops), the fraction of a measured peak (a register-only loop of
  * the row's own instructions on the same threads, so it tracks the real
  * clock) and the ratio to dense f32 on the same shape in the same run. */

@@ -4,7 +4,7 @@
  * scalar oracles of the same arithmetic.
  *
  * Loop nest per thread, over its share of the N panels:
- *   panel of ≤ PANEL columns
+ *   panel of ≤ the path's panel columns
  *     K block of the path's kc: decode the panel's micro-panels (L2)
  *       mr rows of x: copy (L1)
  *         nr columns: micro-kernel
@@ -192,7 +192,8 @@ panel_bytes (const BnLowpPath *path, int64_t panel)
 static size_t
 params_bytes (const BnLowpPath *path, int64_t panel)
 {
-  /* INT8: s and b for every group of a block at the smallest group, 32. */
+  /* INT8 and LUT: s and b for every group of a block at the smallest group,
+   * 32. */
   return path->act != BN_ACT_BF16 ? 2 * (size_t) panel * (path->kc / 32) * sizeof (float) : 0;
 }
 

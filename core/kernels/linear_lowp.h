@@ -24,8 +24,8 @@
  * for k = kpl·kq .. kpl·kq + kpl−1, lowest first (kpl = k_per_word: 2 for
  * bf16, 4 for int8) — and the micro-kernel multiplies them by kpl
  * activations broadcast to every lane.  (LUT's panel holds table indices,
- * 16 k per dword of each column, in the order its kernel reads them.)  Each output is accumulated in a
- * fixed order whatever the thread count. */
+ * 16 k per dword of each column, in the order its kernel reads them.)
+ * Each output is accumulated in a fixed order whatever the thread count. */
 #ifndef BN_LINEAR_LOWP_H
 #define BN_LINEAR_LOWP_H
 
@@ -57,8 +57,8 @@ typedef void (*BnLowpDecodeFn) (const BnTensor *w, int64_t n0, int nn, int nr,
 
 /* y[i, j] (+)= the block's sum for i < mr, j < nn.  xp: mr_max rows of kc
  * activations (row stride: the path's kc elements); wq: the decoded
- * micro-panel.  INT8 only: s, b as decoded; a, sum: row 0's first group of
- * this block, rows `lda` apart. */
+ * micro-panel.  INT8 and LUT only: s, b as decoded; a, sum: row 0's first
+ * group of this block, rows `lda` apart. */
 typedef void (*BnLowpTileFn) (const void *xp, const uint32_t *wq,
                               const float *s, const float *b, int kc,
                               int group, const float *a, const float *sum,
