@@ -23,9 +23,10 @@ $py make_captions.py "$work/data" --n 16000 --seed 2
 $py train_vae.py "$work/ckpt" --steps 1014 --lr 2e-3 --seed 14
 # The transformer: first on all 512 text positions, then mostly on the
 # captions' own 40 (9x cheaper a step; 15 % of the steps keep all 512).
-$py train_dit.py "$work/ckpt" "$work/data" --steps 1705 --seed 3 --out transformer_stage1
+$py train_dit.py "$work/ckpt" "$work/data" --steps 1705 --seed 3 --out transformer_stage1 \
+  --layout free
 $py train_dit.py "$work/ckpt" "$work/data" --steps 7235 --seed 7 --lr 1e-3 \
-  --init "$work/ckpt/transformer_stage1.safetensors" --short-text 40 --full-frac 0.15
+  --init "$work/ckpt/transformer_stage1.safetensors" --short-text 40 --full-frac 0.15 --layout free
 # Round 2: that autoencoder lost hues (red and yellow came back orange,
 # 23.7 dB), so the transformer could not draw them: 2,984 more steps of it
 # (33.7 dB, colours right), then the transformer goes on from round 1 on the
@@ -34,10 +35,10 @@ mkdir -p "$work/r2"
 $py train_vae.py "$work/r2" --steps 2984 --seed 21 --init "$work/ckpt/vae.safetensors"
 $py train_dit.py "$work/r2" "$work/data" --steps 4500 --seed 31 --lr 8e-4 \
   --init "$work/ckpt/transformer.safetensors" --short-text 40 --full-frac 0.05 --batch 32 \
-  --reuse 2 --out transformer_fp
+  --reuse 2 --layout free --out transformer_fp
 $py train_dit.py "$work/r2" "$work/data" --steps 1500 --seed 43 --lr 4e-4 \
   --init "$work/r2/transformer_fp.safetensors" --short-text 40 --full-frac 0.05 --batch 32 \
-  --reuse 2
+  --reuse 2 --layout free
 # Quantization-aware fine-tuning from the full-precision transformer, the two
 # side by side on one thread each.
 $py train_dit.py "$work/r2" "$work/data" --bits 1 --steps 1100 --seed 4 --threads 1 --batch 32 \

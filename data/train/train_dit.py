@@ -11,6 +11,7 @@ CKPT holds vae.safetensors (train_vae.py); DATA holds specs.json
 renders fresh scenes of the captions drawn, so positions never repeat.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -48,7 +49,7 @@ def ids(n_side, batch):
 
 
 class Data:
-    def __init__(self, ckpt, data, seed):
+    def __init__(self, ckpt, data, seed, layout="tidy"):
         self.specs = json.load(open(os.path.join(data, "specs.json")))
         feats = K.load_safetensors(os.path.join(data, "features.safetensors"))["features"]
         assert feats.shape[0] == len(self.specs) and feats.shape[1] == L_TXT, feats.shape
@@ -60,11 +61,12 @@ class Data:
         self.mean = bn.running_mean.view(1, -1, 1, 1)
         self.std = torch.sqrt(bn.running_var + shapes_config.VAE["batch_norm_eps"]).view(1, -1, 1, 1)
         self.rng = np.random.default_rng(seed)
+        self.make = W.make_tidy_scene if layout == "tidy" else W.make_scene
 
     def scene(self, spec):
         groups = [tuple(g) for g in spec["groups"]]
         while True:
-            s = W.make_scene(self.rng, groups, spec["relation"], spec["background"])
+            s = self.make(self.rng, groups, spec["relation"], spec["background"])
             if s is not None:
                 return s
 
@@ -114,10 +116,18 @@ def main():
     ap.add_argument("--reuse", type=int, default=1,
                     help="steps per rendered batch, each with fresh noise and sigmas "
                          "(rendering and encoding cost as much as a small model's step)")
+    ap.add_argument("--layout", choices=("tidy", "free"), default="tidy",
+                    help="scene layouts (shapes_world.make_tidy_scene or make_scene); "
+                         "rounds 1 and 2 were free")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="save an exponential moving average of the weights with this "
+                         "decay (0: the last weights)")
+    ap.add_argument("--save-every", type=int, default=0,
+                    help="also save the weights every N steps, to sample while training")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
-    data = Data(a.ckpt, a.data, a.seed)
+    data = Data(a.ckpt, a.data, a.seed, a.layout)
     model = K.Flux2Transformer(shapes_config.TRANSFORMER)
     if a.init:
         K.load_numpy_state(model, K.load_safetensors(a.init))
@@ -125,7 +135,10 @@ def main():
         # Zero the output projection: the first prediction is then exactly 0.
         torch.nn.init.zeros_(model.proj_out.weight)
     model.set_bits(a.bits)
-    lr = a.lr or (1e-3 if a.bits == 0 and not a.init else 3e-4)
+    # The average of the weights along the last few thousand steps samples
+    # better than the last weights, which carry the last batches' noise.
+    avg = copy.deepcopy(model) if a.ema else None
+    lr = a.lr = a.lr or (1e-3 if a.bits == 0 and not a.init else 3e-4)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
     schedule = klein_sigmas(64, 4)
     img_ids, txt_ids = ids(8, a.batch)
@@ -159,6 +172,13 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
+        if avg is not None:
+            d = min(a.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pa, pm in zip(avg.parameters(), model.parameters()):
+                    pa.mul_(d).add_(pm.detach(), alpha=1 - d)
+        if a.save_every and step % a.save_every == 0:
+            save(avg or model, a, step, ema)
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if n_txt == L_TXT:
             ema_full = loss.item() if ema_full is None else 0.9 * ema_full + 0.1 * loss.item()
@@ -166,6 +186,11 @@ def main():
             full = f" (512: {ema_full:.4f})" if a.short_text and ema_full else ""
             print(f"step {step} loss {ema:.4f}{full} lr {opt.param_groups[0]['lr']:.2e} "
                   f"{(time.time() - t0) / step:.2f} s/step", flush=True)
+    save(avg or model, a, step, ema)
+    print(f"done: {step} steps, loss {ema:.4f}")
+
+
+def save(model, a, step, loss):
     arrays = K.state_to_numpy(model)
     # The latent float weights: export-release applies the same rule as
     # QuantLinear when it packs them (re-quantizing already ternary weights
@@ -173,12 +198,11 @@ def main():
     K.save_safetensors(os.path.join(a.ckpt, a.out + ".safetensors"), arrays)
     cfg = dict(shapes_config.TRANSFORMER)
     json.dump(cfg, open(os.path.join(a.ckpt, a.out + "_config.json"), "w"), indent=1)
-    json.dump({"steps": step, "loss": ema, "bits": a.bits, "seed": a.seed, "lr": lr,
-               "batch": a.batch, "minutes": a.minutes, "init": a.init,
+    json.dump({"steps": step, "loss": loss, "bits": a.bits, "seed": a.seed,
+               "lr": a.lr, "batch": a.batch, "minutes": a.minutes, "init": a.init,
                "short_text": a.short_text, "full_frac": a.full_frac,
-               "reuse": a.reuse},
+               "reuse": a.reuse, "layout": a.layout, "ema": a.ema},
               open(os.path.join(a.ckpt, a.out + "_train.json"), "w"), indent=1)
-    print(f"done: {step} steps, loss {ema:.4f}")
 
 
 if __name__ == "__main__":
