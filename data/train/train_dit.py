@@ -49,7 +49,7 @@ def ids(n_side, batch):
 
 
 class Data:
-    def __init__(self, ckpt, data, seed, layout="tidy"):
+    def __init__(self, ckpt, data, seed, layout="tidy", plain=None):
         self.specs = json.load(open(os.path.join(data, "specs.json")))
         feats = K.load_safetensors(os.path.join(data, "features.safetensors"))["features"]
         assert feats.shape[0] == len(self.specs) and feats.shape[1] == L_TXT, feats.shape
@@ -62,17 +62,25 @@ class Data:
         self.std = torch.sqrt(bn.running_var + shapes_config.VAE["batch_norm_eps"]).view(1, -1, 1, 1)
         self.rng = np.random.default_rng(seed)
         self.make = W.make_tidy_scene if layout == "tidy" else W.make_scene
+        # A caption that names no background gets `plain`: left free, the
+        # background is one more choice the 4-step sample blurs.
+        self.plain = None
+        if plain:
+            caps = open(os.path.join(data, "captions.txt")).read().split("\n")
+            self.plain = [plain if "background" not in c else None for c in caps]
 
-    def scene(self, spec):
+    def scene(self, i):
+        spec = self.specs[i]
         groups = [tuple(g) for g in spec["groups"]]
         while True:
-            s = self.make(self.rng, groups, spec["relation"], spec["background"])
+            bg = self.plain and self.plain[i] or spec["background"]
+            s = self.make(self.rng, groups, spec["relation"], bg)
             if s is not None:
                 return s
 
     def batch(self, n):
         idx = self.rng.integers(len(self.specs), size=n)
-        imgs = np.stack([W.render(self.scene(self.specs[i])) for i in idx])
+        imgs = np.stack([W.render(self.scene(i)) for i in idx])
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             z = self.vae.encode(x)[0].float()
@@ -119,6 +127,8 @@ def main():
     ap.add_argument("--layout", choices=("tidy", "free"), default="tidy",
                     help="scene layouts (shapes_world.make_tidy_scene or make_scene); "
                          "rounds 1 and 2 were free")
+    ap.add_argument("--plain-background", default=None, metavar="NAME",
+                    help="scenes whose caption names no background get this one")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="save an exponential moving average of the weights with this "
                          "decay (0: the last weights)")
@@ -127,7 +137,7 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
-    data = Data(a.ckpt, a.data, a.seed, a.layout)
+    data = Data(a.ckpt, a.data, a.seed, a.layout, a.plain_background)
     model = K.Flux2Transformer(shapes_config.TRANSFORMER)
     if a.init:
         K.load_numpy_state(model, K.load_safetensors(a.init))
@@ -201,7 +211,8 @@ def save(model, a, step, loss):
     json.dump({"steps": step, "loss": loss, "bits": a.bits, "seed": a.seed,
                "lr": a.lr, "batch": a.batch, "minutes": a.minutes, "init": a.init,
                "short_text": a.short_text, "full_frac": a.full_frac,
-               "reuse": a.reuse, "layout": a.layout, "ema": a.ema},
+               "reuse": a.reuse, "layout": a.layout, "ema": a.ema,
+               "plain_background": a.plain_background},
               open(os.path.join(a.ckpt, a.out + "_train.json"), "w"), indent=1)
 
 
