@@ -44,6 +44,9 @@ $py train_dit.py "$work/r2" "$work/data" --steps 1500 --seed 43 --lr 4e-4 \
 # so many-valued that 4-step samples were blurs), 8,000 steps; then 3,200
 # more in which a caption that names no background always gets gray, the
 # other choice the samples blurred.  Weights averaged along the way (--ema).
+# (The committed run of the first stage was set for 11,000 steps and stopped
+# at its 8,000-step save, --save-every 1000, to add the gray rule sooner; its
+# learning rate had come down to a quarter of the peak there, not to a tenth.)
 mkdir -p "$work/r3"
 cp "$work/r2/vae.safetensors" "$work/r2/vae_config.json" "$work/r3/"
 $py train_dit.py "$work/r3" "$work/data" --steps 8000 --seed 53 --lr 8e-4 \
