@@ -77,6 +77,11 @@ def render(scene):
 
 # ---- scenes -----------------------------------------------------------------
 
+def _apart(x, y, r, o):
+    """Whether an object of radius r at (x, y) keeps clear of object o."""
+    return math.hypot(x - o["x"], y - o["y"]) > 1.3 * (r + o["r"]) + 3
+
+
 def _place(rng, objs, region, r):
     """A centre for a new object of radius r inside region (x0, y0, x1, y1)
     that keeps clear of objs, or None."""
@@ -87,8 +92,7 @@ def _place(rng, objs, region, r):
         return None
     for _ in range(60):
         x, y = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
-        if all(math.hypot(x - o["x"], y - o["y"]) > 1.3 * (r + o["r"]) + 3
-               for o in objs):
+        if all(_apart(x, y, r, o) for o in objs):
             return x, y
     return None
 
@@ -145,7 +149,7 @@ TIDY_CENTRES = {  # relation -> (centre of group 1, of group 2, groups in a row?
 
 def _arrangement(n, r, in_row):
     """Offsets of n objects of radius r from their group's centre."""
-    d = 2.6 * r + 6  # centre to centre: clear of each other by _fits's margin
+    d = 2.6 * r + 6  # centre to centre: apart by _apart's margin
     if n == 4:
         return [(-d / 2, -d / 2), (d / 2, -d / 2), (-d / 2, d / 2), (d / 2, d / 2)]
     offs = [(i - (n - 1) / 2) * d for i in range(n)]
@@ -153,12 +157,12 @@ def _arrangement(n, r, in_row):
 
 
 def _fits(objs):
+    """Whether every object is inside the picture and clear of the others."""
     for i, o in enumerate(objs):
-        m = o["r"] * 1.3 + 2
+        m = o["r"] * 1.3 + 2  # _place's margin to the edge
         if not (m <= o["x"] <= SIZE - m and m <= o["y"] <= SIZE - m):
             return False
-        if any(math.hypot(o["x"] - p["x"], o["y"] - p["y"]) <= 1.3 * (o["r"] + p["r"]) + 3
-               for p in objs[:i]):
+        if not all(_apart(o["x"], o["y"], o["r"], p) for p in objs[:i]):
             return False
     return True
 
