@@ -62,19 +62,19 @@ class Data:
         self.std = torch.sqrt(bn.running_var + shapes_config.VAE["batch_norm_eps"]).view(1, -1, 1, 1)
         self.rng = np.random.default_rng(seed)
         self.make = W.make_tidy_scene if layout == "tidy" else W.make_scene
+        self.backgrounds = [s["background"] for s in self.specs]
         # A caption that names no background gets `plain`: left free, the
         # background is one more choice the 4-step sample blurs.
-        self.plain = None
         if plain:
             caps = open(os.path.join(data, "captions.txt")).read().split("\n")
-            self.plain = [plain if "background" not in c else None for c in caps]
+            self.backgrounds = [b if "background" in c else plain
+                                for b, c in zip(self.backgrounds, caps)]
 
     def scene(self, i):
         spec = self.specs[i]
         groups = [tuple(g) for g in spec["groups"]]
         while True:
-            bg = self.plain and self.plain[i] or spec["background"]
-            s = self.make(self.rng, groups, spec["relation"], bg)
+            s = self.make(self.rng, groups, spec["relation"], self.backgrounds[i])
             if s is not None:
                 return s
 
@@ -187,9 +187,9 @@ def main():
             with torch.no_grad():
                 for pa, pm in zip(avg.parameters(), model.parameters()):
                     pa.mul_(d).add_(pm.detach(), alpha=1 - d)
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if a.save_every and step % a.save_every == 0:
             save(avg or model, a, step, ema)
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if n_txt == L_TXT:
             ema_full = loss.item() if ema_full is None else 0.9 * ema_full + 0.1 * loss.item()
         if step % 50 == 0:
