@@ -5,13 +5,13 @@
  * 4 quads of k in it, the 16 subset sums of the quad's int8 activations,
  * divided by 4 and rounded to nearest even so that they fit a signed byte
  * without bias: T[16·g + c] = rne(Σ_{bit i of c} xq[4g + i] / 4).  A
- * binary weight quad is a 4-bit code c, so VPERMB(index = 16·g | c, T) returns 64 partial
- * sums of 4 products at once — 16 rows × 4 quads — and VPDPBUSD with a
- * vector of ones adds each row's 4 into its int32 lane: 256 multiply-adds
- * for two instructions, where VPDPBUSD alone does 64 and VDPBF16PS 32.  The
- * price is the tables' rounding: each 4-term sum moves by up to 2 int8
- * steps (an error variance 4× smaller than rounding x to 6 bits would
- * give).
+ * binary weight quad is a 4-bit code c, so VPERMB(index = 16·g | c, T)
+ * returns 64 partial sums of 4 products at once — 16 rows × 4 quads — and
+ * VPDPBUSD with a vector of ones adds each row's 4 into its int32 lane: 256
+ * multiply-adds for two instructions, where VPDPBUSD alone does 64 and
+ * VDPBF16PS 32.  The price is the tables' rounding: each 4-term sum moves
+ * by up to 2 int8 steps (an error variance 4× smaller than rounding x to 6
+ * bits would give).
  *
  * Built with -mavx512vbmi -mavx512vnni; reached only after CPUID. */
 #include "linear_lowp.h"
