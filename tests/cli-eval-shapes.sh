@@ -35,7 +35,7 @@ JSON
 check "$bin" eval shapes -m "$tmp/ternary" -m "$tmp/binary" --prompts "$tmp/prompts.json" \
   --seeds 2 --steps 1 --size 64 --out "$tmp/out" >"$tmp/table.txt" 2>"$tmp/err.txt"
 cat "$tmp/table.txt"
-check grep -q '3 prompts × 2 seeds, 1 steps, 64×64' "$tmp/table.txt"
+check grep -q '3 prompts × 2 seeds, 1 steps, 64×64, precision auto' "$tmp/table.txt"
 check grep -Eq '^single +4 +[01]\.[0-9]{3} ' "$tmp/table.txt"
 check grep -Eq '^position +2 ' "$tmp/table.txt"
 check grep -Eq '^overall +6 +[01]\.[0-9]{3} +[01]\.[0-9]{3} \(' "$tmp/table.txt"
@@ -44,6 +44,17 @@ check test -s "$tmp/out/results.json"
 check grep -q '"retention"' "$tmp/out/results.json"
 check grep -q '| \*\*overall\*\* | 6 |' "$tmp/out/results.md"
 check test "$(ls "$tmp/out"/*ternary/*.png | wc -l)" -eq 6
+
+# --precision reaches the kernels: exact and int8 activations draw
+# different pictures of the same seed, and the reports say which was used.
+for p in exact int8; do
+  check "$bin" eval shapes -m "$tmp/ternary" --prompts "$tmp/prompts.json" --seeds 1 \
+    --steps 1 --size 64 --precision $p --out "$tmp/$p" >"$tmp/$p.txt" 2>/dev/null
+  check grep -q "precision $p;" "$tmp/$p.txt"
+  check grep -q "\"precision\" : \"$p\"" "$tmp/$p/results.json"
+done
+check test -n "$(for f in "$tmp/exact"/*ternary/*.png; do
+  cmp -s "$f" "$tmp/int8/${f#"$tmp/exact/"}" || echo differs; done)"
 
 # Ctrl-C (SIGINT) cancels the generation in flight: status 130, no table.
 "$bin" eval shapes -m "$tmp/ternary" --seeds 1000 --size 64 --steps 1 \
@@ -61,6 +72,8 @@ check test $? -eq 2
 "$bin" eval geneval >/dev/null 2>&1
 check test $? -eq 2
 "$bin" eval shapes --seeds 0 >/dev/null 2>&1
+check test $? -eq 2
+"$bin" eval shapes --precision fast >/dev/null 2>&1
 check test $? -eq 2
 "$bin" eval shapes -m "$tmp/none" --prompts "$tmp/prompts.json" >/dev/null 2>&1
 check test $? -eq 1

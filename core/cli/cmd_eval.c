@@ -40,6 +40,8 @@ typedef struct {
   char **models;
   int seeds, steps, size, threads;
   char *prompts, *world, *out;
+  char *precision;               /* as given; NULL is "auto" */
+  BonsaiPrecision precision_id;  /* parsed from it */
 } Args;
 
 /* A model name as a folder name under --out ("org/name" and paths). */
@@ -89,6 +91,7 @@ eval_model (const Args *a, const BnShapesWorld *world, BnEvalRun *run,
         req.steps = a->steps;
         req.seed = (guint64) s;
         req.threads = a->threads;
+        req.precision = a->precision_id;
         req.cancel = &interrupted;
         BonsaiImage *image = NULL;
         BnShapesScene *scene = NULL;
@@ -173,7 +176,7 @@ run_eval (const Args *a)
   if (!bn_shapes_world_load (world_path, &world, &error))
     return bn_cli_fail (error);
   BnEvalRun run = { .prompts_file = prompts_path, .seeds = a->seeds, .steps = a->steps,
-                    .size = a->size };
+                    .size = a->size, .precision = a->precision ? a->precision : "auto" };
   run.prompts = bn_shapes_prompts_load (&world, prompts_path, &error);
   run.models = g_ptr_array_new_with_free_func (bn_eval_model_free);
   gboolean ok = run.prompts != NULL;
@@ -226,6 +229,9 @@ bn_cmd_eval (int argc, char **argv)
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &a.out,
       "Write the pictures (DIR/MODEL/) and results.json and results.md here", "DIR" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "Threads (default: one per processor)", "N" },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &a.precision,
+      "Activations of the low-bit linears: auto, exact, bf16, int8 or lut (default auto; "
+      "exact scores the weights alone)", "P" },
     { NULL },
   };
   g_set_prgname ("bonsai-image eval");
@@ -242,11 +248,13 @@ bn_cmd_eval (int argc, char **argv)
     }
   else if (argc != 2 || strcmp (argv[1], "shapes") || a.seeds < 1 || a.steps < 1
            || a.steps > BONSAI_MAX_STEPS || a.size < 16 || a.size > BONSAI_MAX_SIDE
-           || a.threads < 0)
+           || a.threads < 0
+           || (a.precision && !bonsai_precision_from_string (a.precision, &a.precision_id)))
     {
       g_autofree char *help = g_option_context_get_help (ctx, TRUE, NULL);
       fprintf (stderr, "bonsai-image eval: the one benchmark is 'shapes'; --seeds and "
-                       "--steps are at least 1, --size 16..%d\n\n%s",
+                       "--steps are at least 1, --size 16..%d, --precision auto, exact, "
+                       "bf16, int8 or lut\n\n%s",
                BONSAI_MAX_SIDE, help);
       rc = 2;
     }
@@ -257,5 +265,6 @@ bn_cmd_eval (int argc, char **argv)
   g_free (a.prompts);
   g_free (a.world);
   g_free (a.out);
+  g_free (a.precision);
   return rc;
 }

@@ -108,10 +108,10 @@ bn_eval_print_table (const BnEvalRun *run, FILE *out, gboolean markdown)
   int width = 14;
   for (guint m = 0; m < run->models->len; m++)
     width = MAX (width, (int) strlen (((BnEvalModel *) run->models->pdata[m])->name));
-  fprintf (out, "Bonsai Shapes mini-GenEval: %u prompts × %d seeds, %d steps, %d×%d; "
-                "the fraction correct\n(in brackets: retained of %s's)\n\n",
+  fprintf (out, "Bonsai Shapes mini-GenEval: %u prompts × %d seeds, %d steps, %d×%d, "
+                "precision %s; the fraction correct\n(in brackets: retained of %s's)\n\n",
            run->prompts->len, run->seeds, run->steps, run->size,
-           run->size, ((BnEvalModel *) run->models->pdata[0])->name);
+           run->size, run->precision, ((BnEvalModel *) run->models->pdata[0])->name);
   if (markdown)
     {
       fprintf (out, "| category | images |");
@@ -149,6 +149,8 @@ bn_eval_write_json (const BnEvalRun *run, const char *path, GError **error)
   json_builder_add_int_value (b, run->steps);
   json_builder_set_member_name (b, "size");
   json_builder_add_int_value (b, run->size);
+  json_builder_set_member_name (b, "precision");
+  json_builder_add_string_value (b, run->precision);
   json_builder_set_member_name (b, "models");
   json_builder_begin_array (b);
   const BnEvalModel *first = run->models->pdata[0];

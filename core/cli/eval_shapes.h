@@ -28,6 +28,7 @@ typedef struct {
   GPtrArray *models;   /* BnEvalModel; the first is the reference of
                           retention */
   int seeds, steps, size;
+  const char *precision;  /* the kernels' activation precision, by name */
 } BnEvalRun;
 
 BnEvalModel *bn_eval_model_new (const char *name);
