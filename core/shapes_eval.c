@@ -399,7 +399,8 @@ holds (BnShapesRelation relation, const BnShapesObject *a, const BnShapesObject 
 }
 
 gboolean
-bn_shapes_score (const BnShapesPrompt *prompt, const BnShapesScene *scene)
+bn_shapes_score (const BnShapesPrompt *prompt, const BnShapesScene *scene,
+                 BnShapesRule rule)
 {
   int wanted = 0, found = 0;
   for (int i = 0; i < scene->n_objects; i++)
@@ -419,7 +420,7 @@ bn_shapes_score (const BnShapesPrompt *prompt, const BnShapesScene *scene)
       if (have != want)
         return FALSE;
     }
-  if (found != wanted)
+  if (rule == BN_SHAPES_RULE_EXACT && found != wanted)
     return FALSE;
   if (prompt->relation == BN_RELATION_NONE || prompt->n_groups < 2)
     return TRUE;

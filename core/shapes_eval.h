@@ -108,11 +108,19 @@ gboolean bn_shapes_segment (const BnShapesWorld *world,
                             GError **error);
 void bn_shapes_scene_free (BnShapesScene *scene);
 
-/* Whether `scene` is exactly what `prompt` asks for: for each group exactly
- * `count` objects of its colour and shape, no other object, and the
- * relation held by every pair of the two groups' centroids. */
+/* How strictly a picture is judged. */
+typedef enum {
+  BN_SHAPES_RULE_EXACT,    /* what the prompt asks and no other object */
+  BN_SHAPES_RULE_GENEVAL,  /* objects of a colour and shape the prompt does
+                              not name are ignored, as GenEval ignores the
+                              classes its prompt does not name            */
+} BnShapesRule;
+
+/* Whether `scene` is what `prompt` asks for: for each group exactly `count`
+ * objects of its colour and shape, the relation held by every pair of the
+ * two groups' centroids, and under RULE_EXACT no other object. */
 gboolean bn_shapes_score (const BnShapesPrompt *prompt,
-                          const BnShapesScene *scene);
+                          const BnShapesScene *scene, BnShapesRule rule);
 /* What was found, for messages: "red circle at (40, 60), 2 merged blue
  * squares at (90, 30)", the first 12 regions and how many more; "nothing"
  * for an empty scene.  The caller frees it. */

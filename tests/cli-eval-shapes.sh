@@ -42,6 +42,9 @@ check grep -Eq '^overall +6 +[01]\.[0-9]{3} +[01]\.[0-9]{3} \(' "$tmp/table.txt"
 check grep -q '6/6 pictures' "$tmp/err.txt"
 check test -s "$tmp/out/results.json"
 check grep -q '"retention"' "$tmp/out/results.json"
+check grep -q '"retention_geneval"' "$tmp/out/results.json"
+check test "$(grep -c "^GenEval's rule" "$tmp/table.txt")" -eq 1
+check test "$(grep -Ec '^overall +6 ' "$tmp/table.txt")" -eq 2
 check grep -q '| \*\*overall\*\* | 6 |' "$tmp/out/results.md"
 check test "$(ls "$tmp/out"/*ternary/*.png | wc -l)" -eq 6
 

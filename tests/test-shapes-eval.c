@@ -56,7 +56,7 @@ test_verdicts (void)
       gboolean want = json_object_get_boolean_member (e, "correct");
       g_autoptr (BnShapesScene) scene = segment_file (json_object_get_string_member (e, "file"));
       negatives += !want;
-      if (bn_shapes_score (p, scene) != want)
+      if (bn_shapes_score (p, scene, BN_SHAPES_RULE_EXACT) != want)
         {
           g_autofree char *found = bn_shapes_scene_describe (&world, scene);
           g_test_message ("%s (%s) for \"%s\": judged %s; found %s",
@@ -165,7 +165,12 @@ test_merged (void)
   g_assert_cmpint (scene->n_objects, ==, 2);
   BnShapesPrompt p = { .prompt = "three red circles", .n_groups = 1,
                        .groups = { { 3, red, BN_SHAPE_CIRCLE } } };
-  g_assert_true (bn_shapes_score (&p, scene));
+  g_assert_true (bn_shapes_score (&p, scene, BN_SHAPES_RULE_EXACT));
+  /* GenEval's rule ignores only what is not asked: a count is still exact. */
+  p.groups[0].count = 2;
+  g_assert_false (bn_shapes_score (&p, scene, BN_SHAPES_RULE_GENEVAL));
+  p.groups[0].count = 4;
+  g_assert_false (bn_shapes_score (&p, scene, BN_SHAPES_RULE_GENEVAL));
   g_autofree char *text = bn_shapes_scene_describe (&world, scene);
   g_assert_nonnull (strstr (text, "2 merged red circles"));
   bn_shapes_scene_free (scene);
@@ -196,11 +201,19 @@ test_relations (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       p.relation = cases[i].r;
-      g_assert_cmpint (bn_shapes_score (&p, scene), ==, cases[i].ok);
+      g_assert_cmpint (bn_shapes_score (&p, scene, BN_SHAPES_RULE_EXACT), ==, cases[i].ok);
+      g_assert_cmpint (bn_shapes_score (&p, scene, BN_SHAPES_RULE_GENEVAL), ==, cases[i].ok);
     }
-  /* One object short, or the right objects plus nothing asked: wrong. */
+  /* The right objects plus one not asked for: wrong, but for GenEval's
+   * rule, which ignores it. */
   p.n_groups = 1;
-  g_assert_false (bn_shapes_score (&p, scene));
+  g_assert_false (bn_shapes_score (&p, scene, BN_SHAPES_RULE_EXACT));
+  g_assert_true (bn_shapes_score (&p, scene, BN_SHAPES_RULE_GENEVAL));
+  /* One object short: wrong by both. */
+  p.n_groups = 2;
+  p.groups[1].colour = blue;
+  g_assert_false (bn_shapes_score (&p, scene, BN_SHAPES_RULE_EXACT));
+  g_assert_false (bn_shapes_score (&p, scene, BN_SHAPES_RULE_GENEVAL));
   bn_shapes_scene_free (scene);
   bonsai_image_free (img);
 }

@@ -100,7 +100,10 @@ eval_model (const Args *a, const BnShapesWorld *world, BnEvalRun *run,
         if (ok)
           {
             BnEvalImage im = { .prompt = p, .seed = s,
-                               .correct = bn_shapes_score (prompt, scene),
+                               .correct = bn_shapes_score (prompt, scene,
+                                                           BN_SHAPES_RULE_EXACT),
+                               .geneval = bn_shapes_score (prompt, scene,
+                                                           BN_SHAPES_RULE_GENEVAL),
                                .found = bn_shapes_scene_describe (world, scene) };
             if (dir)
               {

@@ -49,10 +49,10 @@ categories (const BnEvalRun *run)
   return cats;
 }
 
-/* Correct and all pictures of `model` in `category` (NULL: all). */
+/* Correct by `rule` and all pictures of `model` in `category` (NULL: all). */
 static void
 tally (const BnEvalRun *run, const BnEvalModel *model, const char *category,
-       int *correct, int *total)
+       BnShapesRule rule, int *correct, int *total)
 {
   *correct = *total = 0;
   for (guint i = 0; i < model->images->len; i++)
@@ -62,33 +62,34 @@ tally (const BnEvalRun *run, const BnEvalModel *model, const char *category,
       if (category && strcmp (category, p->category))
         continue;
       *total += 1;
-      *correct += im->correct;
+      *correct += rule == BN_SHAPES_RULE_EXACT ? im->correct : im->geneval;
     }
 }
 
 static double
-score (const BnEvalRun *run, const BnEvalModel *model, const char *category)
+score (const BnEvalRun *run, const BnEvalModel *model, const char *category,
+       BnShapesRule rule)
 {
   int c, t;
-  tally (run, model, category, &c, &t);
+  tally (run, model, category, rule, &c, &t);
   return t ? (double) c / t : 0;
 }
 
 static void
 print_row (const BnEvalRun *run, FILE *out, gboolean markdown, const char *label,
-           const char *category, int width)
+           const char *category, BnShapesRule rule, int width)
 {
   const BnEvalModel *first = run->models->pdata[0];
   int c, t;
-  tally (run, first, category, &c, &t);
+  tally (run, first, category, rule, &c, &t);
   if (markdown)
     fprintf (out, "| %s | %d |", label, t);
   else
     fprintf (out, "%-10s %6d", label, t);
-  double ref = score (run, first, category);
+  double ref = score (run, first, category, rule);
   for (guint m = 0; m < run->models->len; m++)
     {
-      double s = score (run, run->models->pdata[m], category);
+      double s = score (run, run->models->pdata[m], category, rule);
       /* Retention only means something against a non-zero reference. */
       g_autofree char *cell = m == 0 ? g_strdup_printf ("%.3f", s)
                               : ref > 0 ? g_strdup_printf ("%.3f (%.0f%%)", s, 100 * s / ref)
@@ -109,30 +110,36 @@ bn_eval_print_table (const BnEvalRun *run, FILE *out, gboolean markdown)
   for (guint m = 0; m < run->models->len; m++)
     width = MAX (width, (int) strlen (((BnEvalModel *) run->models->pdata[m])->name));
   fprintf (out, "Bonsai Shapes mini-GenEval: %u prompts × %d seeds, %d steps, %d×%d, "
-                "precision %s; the fraction correct\n(in brackets: retained of %s's)\n\n",
+                "precision %s; the fraction correct\n(in brackets: retained of %s's)\n",
            run->prompts->len, run->seeds, run->steps, run->size,
            run->size, run->precision, ((BnEvalModel *) run->models->pdata[0])->name);
-  if (markdown)
+  for (int rule = BN_SHAPES_RULE_EXACT; rule <= BN_SHAPES_RULE_GENEVAL; rule++)
     {
-      fprintf (out, "| category | images |");
-      for (guint m = 0; m < run->models->len; m++)
-        fprintf (out, " %s |", ((BnEvalModel *) run->models->pdata[m])->name);
-      fprintf (out, "\n|---|---:|");
-      for (guint m = 0; m < run->models->len; m++)
-        fprintf (out, "---:|");
-      fputc ('\n', out);
+      fprintf (out, "\n%s\n\n", rule == BN_SHAPES_RULE_EXACT
+                   ? "Exact: the objects asked for and nothing else"
+                   : "GenEval's rule: objects of a colour and shape not asked for are ignored");
+      if (markdown)
+        {
+          fprintf (out, "| category | images |");
+          for (guint m = 0; m < run->models->len; m++)
+            fprintf (out, " %s |", ((BnEvalModel *) run->models->pdata[m])->name);
+          fprintf (out, "\n|---|---:|");
+          for (guint m = 0; m < run->models->len; m++)
+            fprintf (out, "---:|");
+          fputc ('\n', out);
+        }
+      else
+        {
+          fprintf (out, "%-10s %6s", "category", "images");
+          for (guint m = 0; m < run->models->len; m++)
+            fprintf (out, "  %-*s", m + 1 < run->models->len ? width : 0,
+                     ((BnEvalModel *) run->models->pdata[m])->name);
+          fputc ('\n', out);
+        }
+      for (guint k = 0; k < cats->len; k++)
+        print_row (run, out, markdown, cats->pdata[k], cats->pdata[k], rule, width);
+      print_row (run, out, markdown, markdown ? "**overall**" : "overall", NULL, rule, width);
     }
-  else
-    {
-      fprintf (out, "%-10s %6s", "category", "images");
-      for (guint m = 0; m < run->models->len; m++)
-        fprintf (out, "  %-*s", m + 1 < run->models->len ? width : 0,
-                 ((BnEvalModel *) run->models->pdata[m])->name);
-      fputc ('\n', out);
-    }
-  for (guint k = 0; k < cats->len; k++)
-    print_row (run, out, markdown, cats->pdata[k], cats->pdata[k], width);
-  print_row (run, out, markdown, markdown ? "**overall**" : "overall", NULL, width);
 }
 
 gboolean
@@ -162,18 +169,21 @@ bn_eval_write_json (const BnEvalRun *run, const char *path, GError **error)
       json_builder_add_string_value (b, model->name);
       json_builder_set_member_name (b, "seconds");
       json_builder_add_double_value (b, model->seconds);
-      for (int pass = 0; pass < 2; pass++)
+      for (int pass = 0; pass < 4; pass++)
         {
           /* Scores, then retention against the first model (null where
-           * its score is 0). */
-          json_builder_set_member_name (b, pass ? "retention" : "score");
+           * its score is 0); by the exact rule, then by GenEval's. */
+          static const char *const names[] = { "score", "retention", "score_geneval",
+                                               "retention_geneval" };
+          BnShapesRule rule = pass < 2 ? BN_SHAPES_RULE_EXACT : BN_SHAPES_RULE_GENEVAL;
+          json_builder_set_member_name (b, names[pass]);
           json_builder_begin_object (b);
           for (guint k = 0; k <= cats->len; k++)
             {
               const char *cat = k < cats->len ? cats->pdata[k] : NULL;
-              double s = score (run, model, cat), ref = score (run, first, cat);
+              double s = score (run, model, cat, rule), ref = score (run, first, cat, rule);
               json_builder_set_member_name (b, cat ? cat : "overall");
-              if (!pass)
+              if (pass % 2 == 0)
                 json_builder_add_double_value (b, s);
               else if (ref > 0)
                 json_builder_add_double_value (b, s / ref);
@@ -197,6 +207,8 @@ bn_eval_write_json (const BnEvalRun *run, const char *path, GError **error)
           json_builder_add_int_value (b, im->seed);
           json_builder_set_member_name (b, "correct");
           json_builder_add_boolean_value (b, im->correct);
+          json_builder_set_member_name (b, "geneval");
+          json_builder_add_boolean_value (b, im->geneval);
           json_builder_set_member_name (b, "found");
           json_builder_add_string_value (b, im->found);
           if (im->file)

@@ -11,7 +11,8 @@
 typedef struct {
   guint prompt;    /* index into BnEvalRun.prompts */
   int seed;
-  gboolean correct;
+  gboolean correct;  /* BN_SHAPES_RULE_EXACT */
+  gboolean geneval;  /* BN_SHAPES_RULE_GENEVAL */
   char *found;     /* bn_shapes_scene_describe */
   char *file;      /* where it was written under --out, or NULL */
 } BnEvalImage;
@@ -36,7 +37,8 @@ void bn_eval_model_free (gpointer model);
 
 /* Per category (in the prompts' order) and overall, each model's score
  * (fraction of pictures correct) and its retention (score / the first
- * model's).  Markdown writes a GitHub table instead of aligned columns. */
+ * model's), by the exact rule and then by GenEval's.  Markdown writes
+ * GitHub tables instead of aligned columns. */
 void bn_eval_print_table (const BnEvalRun *run, FILE *out, gboolean markdown);
 /* The settings, the table's numbers and every picture's verdict. */
 gboolean bn_eval_write_json (const BnEvalRun *run, const char *path,
