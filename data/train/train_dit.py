@@ -4,6 +4,7 @@
 
   train_dit.py CKPT DATA --minutes M                 full precision
   train_dit.py CKPT DATA --minutes M --bits 1|2 --init CKPT/transformer.safetensors --out NAME
+  ... --bits 1|2 --teacher CKPT/transformer_fp.safetensors     distilled from the FP model
 
 CKPT holds vae.safetensors (train_vae.py); DATA holds specs.json
 (make_captions.py) and features.safetensors (`bonsai-image encode-prompt
@@ -132,6 +133,9 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="save an exponential moving average of the weights with this "
                          "decay (0: the last weights)")
+    ap.add_argument("--teacher", default=None, metavar="SAFETENSORS",
+                    help="learn the velocity this full-precision transformer predicts "
+                         "for the same input instead of the flow target (distillation)")
     ap.add_argument("--save-every", type=int, default=0,
                     help="also save the weights every N steps, to sample while training")
     a = ap.parse_args()
@@ -145,6 +149,15 @@ def main():
         # Zero the output projection: the first prediction is then exactly 0.
         torch.nn.init.zeros_(model.proj_out.weight)
     model.set_bits(a.bits)
+    # The flow target is the noise minus the picture: its loss floor (the
+    # picture a noisy latent could still become) hides the small gap between
+    # a quantized student and its teacher.  The teacher's own prediction has
+    # no floor, so every step's gradient is about that gap.
+    teacher = None
+    if a.teacher:
+        teacher = K.Flux2Transformer(shapes_config.TRANSFORMER)
+        K.load_numpy_state(teacher, K.load_safetensors(a.teacher))
+        teacher.requires_grad_(False)
     # The average of the weights along the last few thousand steps samples
     # better than the last weights, which carry the last batches' noise.
     avg = copy.deepcopy(model) if a.ema else None
@@ -153,7 +166,7 @@ def main():
     schedule = klein_sigmas(64, 4)
     img_ids, txt_ids = ids(8, a.batch)
     t_end = time.time() + a.minutes * 60
-    t0, step, ema, ema_full = time.time(), 0, None, None
+    t0, step, ema, ema_full, ema_gap = time.time(), 0, None, None, None
     warm = 200
     while (step < a.steps) if a.steps else (time.time() < t_end):
         if step % a.reuse == 0:
@@ -176,9 +189,13 @@ def main():
             g["lr"] = lr * frac * (0.1 + 0.9 * 0.5 * (1 - math.cos(math.pi * left)))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             v = model(xt, img_ids, sigma, ctx[:, :n_txt], txt_ids[:, :n_txt]).float()
+            if teacher is not None:
+                with torch.no_grad():
+                    v_t = teacher(xt, img_ids, sigma, ctx[:, :n_txt], txt_ids[:, :n_txt]).float()
         loss = (v - (noise - x0)).pow(2).mean()
+        gap = (v - v_t).pow(2).mean() if teacher is not None else None
         opt.zero_grad()
-        loss.backward()
+        (gap if gap is not None else loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
@@ -188,12 +205,15 @@ def main():
                 for pa, pm in zip(avg.parameters(), model.parameters()):
                     pa.mul_(d).add_(pm.detach(), alpha=1 - d)
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if gap is not None:
+            ema_gap = gap.item() if ema_gap is None else 0.98 * ema_gap + 0.02 * gap.item()
         if a.save_every and step % a.save_every == 0:
             save(avg or model, a, step, ema)
         if n_txt == L_TXT:
             ema_full = loss.item() if ema_full is None else 0.9 * ema_full + 0.1 * loss.item()
         if step % 50 == 0:
             full = f" (512: {ema_full:.4f})" if a.short_text and ema_full else ""
+            full += f" to teacher {ema_gap:.4f}" if ema_gap is not None else ""
             print(f"step {step} loss {ema:.4f}{full} lr {opt.param_groups[0]['lr']:.2e} "
                   f"{(time.time() - t0) / step:.2f} s/step", flush=True)
     save(avg or model, a, step, ema)
@@ -212,7 +232,7 @@ def save(model, a, step, loss):
                "lr": a.lr, "batch": a.batch, "minutes": a.minutes, "init": a.init,
                "short_text": a.short_text, "full_frac": a.full_frac,
                "reuse": a.reuse, "layout": a.layout, "ema": a.ema,
-               "plain_background": a.plain_background},
+               "plain_background": a.plain_background, "teacher": a.teacher},
               open(os.path.join(a.ckpt, a.out + "_train.json"), "w"), indent=1)
 
 
