@@ -9,12 +9,12 @@
 
 /* One generated picture and its verdict. */
 typedef struct {
-  guint prompt;    /* index into BnEvalRun.prompts */
+  guint prompt;      /* index into BnEvalRun.prompts */
   int seed;
   gboolean correct;  /* BN_SHAPES_RULE_EXACT */
   gboolean geneval;  /* BN_SHAPES_RULE_GENEVAL */
-  char *found;     /* bn_shapes_scene_describe */
-  char *file;      /* where it was written under --out, or NULL */
+  char *found;       /* bn_shapes_scene_describe */
+  char *file;        /* where it was written under --out, or NULL */
 } BnEvalImage;
 
 typedef struct {
