@@ -19,6 +19,10 @@ int bn_cmd_models (int argc, char **argv);
 int bn_cmd_download (int argc, char **argv);
 int bn_cmd_eval (int argc, char **argv);
 
+/* The names --precision takes (bonsai_precision_from_string), for the help
+ * and refusals of every subcommand that has the option. */
+#define BN_CLI_PRECISIONS "auto, exact, bf16, int8 or lut"
+
 /* `bench` sub-commands other than kernels, each in its own file. */
 int bn_bench_text_encoder (int argc, char **argv);
 int bn_bench_pipeline (int argc, char **argv);

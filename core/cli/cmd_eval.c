@@ -233,7 +233,7 @@ bn_cmd_eval (int argc, char **argv)
       "Write the pictures (DIR/MODEL/) and results.json and results.md here", "DIR" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &a.threads, "Threads (default: one per processor)", "N" },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &a.precision,
-      "Activations of the low-bit linears: auto, exact, bf16, int8 or lut (default auto; "
+      "Activations of the low-bit linears: " BN_CLI_PRECISIONS " (default auto; "
       "exact scores the weights alone)", "P" },
     { NULL },
   };
@@ -256,8 +256,8 @@ bn_cmd_eval (int argc, char **argv)
     {
       g_autofree char *help = g_option_context_get_help (ctx, TRUE, NULL);
       fprintf (stderr, "bonsai-image eval: the one benchmark is 'shapes'; --seeds and "
-                       "--steps are at least 1, --size 16..%d, --precision auto, exact, "
-                       "bf16, int8 or lut\n\n%s",
+                       "--steps are at least 1, --size 16..%d, --precision "
+                       BN_CLI_PRECISIONS "\n\n%s",
                BONSAI_MAX_SIDE, help);
       rc = 2;
     }

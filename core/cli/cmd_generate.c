@@ -131,7 +131,7 @@ run (const Args *a, gboolean edit)
   if (a->precision && !bonsai_precision_from_string (a->precision, &req.precision))
     {
       g_set_error (&error, BONSAI_ERROR, BONSAI_ERROR_INVALID_INPUT,
-                   "--precision is auto, exact, bf16, int8 or lut, not '%s'", a->precision);
+                   "--precision is " BN_CLI_PRECISIONS ", not '%s'", a->precision);
       goto out;
     }
   req.references = (const BonsaiImage *const *) refs;
@@ -207,7 +207,7 @@ command (int argc, char **argv, gboolean edit)
     { "backend", 0, 0, G_OPTION_ARG_STRING, &a.backend,
       "Where to compute: auto, cpu or cuda (default: $BONSAI_BACKEND, else auto)", "NAME" },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &a.precision,
-      "Activations of the low-bit linears: auto, exact, bf16, int8 or lut (default auto)", "P" },
+      "Activations of the low-bit linears: " BN_CLI_PRECISIONS " (default auto)", "P" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &a.quiet, "Print nothing but errors", NULL },
     { NULL },
   };
